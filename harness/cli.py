@@ -1,0 +1,122 @@
+"""The `amibr-bench` command. Argument parsing only: each subcommand hands its parsed
+arguments to a `cli_*` function of the module that does the work, and returns its exit code."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from harness import __version__
+from harness.paths import MissingInputError
+
+
+def _handler(module: str, function: str):
+    def run(args: argparse.Namespace) -> int:
+        return importlib.import_module(f"harness.{module}").__getattribute__(function)(args)
+
+    return run
+
+
+def _data_root(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--data-root",
+        help="dataset folder (a clone of DeepMicroscopy/AMi-Br_Benchmark); default $AMIBR_DATA_ROOT",
+    )
+
+
+def _weights_dir(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--weights-dir",
+        help="folder with one sub-folder per foundation model (config.json + weights); "
+        "default $AMIBR_WEIGHTS, then the offline Hugging Face cache",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="amibr-bench",
+        description="Check, claim by claim, the results of Banerjee et al., MELBA 2026:006.",
+    )
+    parser.add_argument("--version", action="version", version=f"amibr-bench {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    # --- data (harness.data, harness.synth) -------------------------------------------------
+    data = sub.add_parser("data", help="verify the datasets or generate the synthetic fixture")
+    data_sub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    verify = data_sub.add_parser(
+        "verify", help="check the dataset tree and print the paper's Table 1 figures"
+    )
+    _data_root(verify)
+    verify.add_argument("--json", action="store_true", help="print the figures as JSON")
+    verify.set_defaults(func=_handler("data", "cli_verify"))
+    synth = data_sub.add_parser(
+        "synth", help="write a small synthetic dataset in the authors' layout"
+    )
+    synth.add_argument("--out", required=True, help="folder to create")
+    synth.add_argument("--seed", type=int, default=0)
+    synth.set_defaults(func=_handler("synth", "cli_synth"))
+
+    # --- splits (harness.splits) --------------------------------------------------------------
+    splits = sub.add_parser("splits", help="write the authors' 5 folds and the AMi-Br test split")
+    _data_root(splits)
+    splits.add_argument("--out", required=True, help="CSV file: image,label,slide,fold")
+    splits.set_defaults(func=_handler("splits", "cli_splits"))
+
+    # --- models (harness.models) --------------------------------------------------------------
+    models = sub.add_parser("models", help="list every model, its parameter count and weights")
+    _weights_dir(models)
+    models.add_argument("--json", action="store_true")
+    models.set_defaults(func=_handler("models", "cli_models"))
+
+    # --- training (harness.train) -------------------------------------------------------------
+    run = sub.add_parser("run", help="train and evaluate one configuration of Table 3")
+    run.add_argument("--config", required=True, help="configuration name (see `amibr-bench plan`)")
+    run.add_argument("--folds", default="1-5", help="folds to run, e.g. 1-5 or 1,3")
+    run.add_argument("--tier", choices=["smoke", "full"], default="full")
+    run.add_argument("--preset", choices=["paper", "reference-code"], default="paper")
+    run.add_argument("--store", help="results store folder (default runs/)")
+    run.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
+    _data_root(run)
+    _weights_dir(run)
+    run.set_defaults(func=_handler("train", "cli_run"))
+
+    plan = sub.add_parser("plan", help="list the configurations of the full protocol")
+    plan.add_argument("--json", action="store_true")
+    _weights_dir(plan)
+    plan.set_defaults(func=_handler("train", "cli_plan"))
+
+    smoke = sub.add_parser(
+        "smoke", help="the whole pipeline on CPU in minutes, ending in the claim report"
+    )
+    smoke.add_argument("--store", help="results store folder (default runs/smoke)")
+    smoke.add_argument(
+        "--synthetic", action="store_true", help="use the synthetic fixture even if data exist"
+    )
+    _data_root(smoke)
+    smoke.set_defaults(func=_handler("train", "cli_smoke"))
+
+    # --- claims and report (harness.report) ---------------------------------------------------
+    claims = sub.add_parser("claims", help="judge every claim of the paper against a results set")
+    claims.add_argument(
+        "--results", default="paper", help="'paper' (the authors' numbers) or a results-set folder"
+    )
+    claims.add_argument("--format", choices=["md", "json", "junit", "html"], default="md")
+    claims.add_argument("--out", help="write the report here instead of standard output")
+    _data_root(claims)
+    _weights_dir(claims)
+    claims.set_defaults(func=_handler("report", "cli_claims"))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except MissingInputError as exc:
+        print(f"amibr-bench: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,58 @@
+"""Where things live: data root, weights, caches. Flags win over environment variables."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+EXPECTED_RESULTS = REPO_ROOT / "expected_results"
+FIXTURES = REPO_ROOT / "fixtures"
+SYNTHETIC_FIXTURE = FIXTURES / "synthetic"
+
+DATA_ENV = "AMIBR_DATA_ROOT"
+WEIGHTS_ENV = "AMIBR_WEIGHTS"
+CACHE_ENV = "AMIBR_CACHE"
+
+# Where the read-only shared checkout keeps the authors' datasets (dev machines and CI).
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data" / "amibr-benchmark"
+
+
+class MissingInputError(RuntimeError):
+    """An input the user must supply (data, weights, results) is absent; the message says what."""
+
+
+def data_root(flag: str | os.PathLike | None = None, *, required: bool = True) -> Path | None:
+    """The dataset root: --data-root, else $AMIBR_DATA_ROOT, else ../shared/data/amibr-benchmark."""
+    if flag:
+        root = Path(flag).expanduser()
+        source = "--data-root"
+    elif os.environ.get(DATA_ENV):
+        root = Path(os.environ[DATA_ENV]).expanduser()
+        source = f"${DATA_ENV}"
+    else:
+        root = SHARED_DATA
+        source = "the default location"
+    if root.is_dir():
+        return root.resolve()
+    if required:
+        raise MissingInputError(
+            f"data root {root} (from {source}) does not exist: clone "
+            "https://github.com/DeepMicroscopy/AMi-Br_Benchmark and pass its folder with "
+            f"--data-root or ${DATA_ENV}"
+        )
+    return None
+
+
+def weights_dir(flag: str | os.PathLike | None = None) -> Path | None:
+    """The folder holding foundation-model weights: --weights-dir, else $AMIBR_WEIGHTS."""
+    value = flag or os.environ.get(WEIGHTS_ENV)
+    return Path(value).expanduser().resolve() if value else None
+
+
+def cache_dir(flag: str | os.PathLike | None = None) -> Path:
+    """Decoded images and embeddings are cached here (never inside the data root)."""
+    value = flag or os.environ.get(CACHE_ENV)
+    path = Path(value).expanduser() if value else REPO_ROOT / ".cache"
+    path.mkdir(parents=True, exist_ok=True)
+    return path.resolve()

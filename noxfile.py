@@ -1,0 +1,66 @@
+"""Sessions: tests (CPU suite), smoke (main job), full_gpu (paper protocol), claims, bench, lint."""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.default_venv_backend = "venv"
+nox.options.reuse_existing_virtualenvs = True
+nox.options.sessions = ["tests"]
+
+PYTHON = None  # the interpreter nox runs under (3.11 here)
+
+
+def _install(session: nox.Session, extras: str = "test") -> None:
+    session.install("-e", f".[{extras}]")
+
+
+@nox.session(python=PYTHON)
+def tests(session: nox.Session) -> None:
+    """The whole CPU suite (claims against the paper's numbers included)."""
+    _install(session)
+    session.run("pytest", "--benchmark-disable", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def smoke(session: nox.Session) -> None:
+    """The main job: the whole pipeline on CPU in minutes, ending in the claim report."""
+    _install(session)
+    session.run("amibr-bench", "smoke", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def full_gpu(session: nox.Session) -> None:
+    """The paper's protocol at full scale; needs a CUDA device and the foundation-model weights."""
+    _install(session)
+    has_cuda = session.run(
+        "python", "-c", "import torch; print(int(torch.cuda.is_available()))", silent=True
+    )
+    if not has_cuda or has_cuda.strip() != "1":
+        session.skip("needs a CUDA device: torch.cuda.is_available() is False on this machine")
+    session.run("amibr-bench", "plan")
+    session.run(
+        "pytest", "test_benchmark", "-m", "gpu", "--results", "runs/full", "-p", "no:cacheprovider",
+        *session.posargs,
+    )
+    session.run("amibr-bench", "claims", "--results", "runs/full", "--format", "md")
+
+
+@nox.session(python=PYTHON)
+def claims(session: nox.Session) -> None:
+    """Claim tests against a results set: `nox -s claims -- --results PATH`."""
+    _install(session)
+    session.run("pytest", "test_benchmark", "-m", "claims", "--benchmark-disable", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def bench(session: nox.Session) -> None:
+    """Speed and memory benchmarks (pytest-benchmark); numbers, never pass/fail on time."""
+    _install(session)
+    session.run("pytest", "test_benchmark", "-m", "slow or not slow", "--benchmark-only", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def lint(session: nox.Session) -> None:
+    session.install("ruff>=0.5")
+    session.run("ruff", "check", "harness", "test_benchmark", "noxfile.py", "fixtures")
