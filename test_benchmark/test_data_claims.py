@@ -1,0 +1,128 @@
+"""The dataset claims of expected_results/dataset.yaml, judged on the public data, plus the
+evaluator itself on the synthetic fixture (where it must be able to say "failed")."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+
+import pytest
+import yaml
+
+from harness import data, paths
+
+CLAIMS_FILE = paths.EXPECTED_RESULTS / "dataset.yaml"
+CLAIMS = yaml.safe_load(CLAIMS_FILE.read_text(encoding="utf-8"))["claims"]
+KINDS = ("dataset_figure", "slide_disjoint")
+
+
+def _param(claim: dict):
+    """A claim the paper's own evidence contradicts fails strictly as xfail (none today)."""
+    marks = []
+    if claim.get("known_contradiction"):
+        marks.append(pytest.mark.xfail(strict=True, reason=claim["known_contradiction"]))
+    return pytest.param(claim, id=claim["id"], marks=marks)
+
+
+@pytest.mark.realdata
+@pytest.mark.parametrize("claim", [_param(c) for c in CLAIMS])
+def test_dataset_claim(claim, data_root):
+    observed, ok = data.evaluate_dataset_claim(claim, data_root)
+    where = f"{claim['statement']} ({claim['source']})"
+    assert ok, f"{where}: expected {claim['expected']!r}, observed {observed!r}"
+
+
+def test_claims_file_is_well_formed(synth_root):
+    ids = [c["id"] for c in CLAIMS]
+    assert len(ids) == len(set(ids)), "duplicate claim ids"
+    figs = data.table1(synth_root)
+    for c in CLAIMS:
+        assert {"id", "statement", "source", "section", "kind", "needs", "expected"} <= set(c)
+        assert c["kind"] in KINDS and c["needs"] == "data", c["id"]
+        assert c["tolerance"]["rule"] in ("exact", "printed"), c["id"]
+        if c["kind"] == "dataset_figure":
+            # every field exists (a typo would otherwise only show up with the real data)
+            data._lookup(figs[c["params"]["dataset"]], c["params"]["field"])
+        # the evaluator runs on any tree; on the synthetic one the figures differ
+        data.evaluate_dataset_claim(c, synth_root)
+
+
+@pytest.mark.parametrize(
+    ("observed", "expected", "tolerance", "ok"),
+    [
+        (22.3655, 22.4, {"rule": "printed", "decimals": 1}, True),
+        (22.3499, 22.4, {"rule": "printed", "decimals": 1}, False),
+        (22.2043, 22, {"rule": "printed", "decimals": 0}, True),
+        (22.6, 22, {"rule": "printed", "decimals": 0}, False),
+        (17.1582, 17.16, {"rule": "printed", "decimals": 2}, True),
+        (17.1582, 17.15, {"rule": "printed", "decimals": 2}, False),
+        (3720, 3720, {"rule": "exact"}, True),
+        (3719, 3720, {"rule": "exact"}, False),
+        (["TUPAC16", "MIDOG21"], ["TUPAC16", "MIDOG21"], {"rule": "exact"}, True),
+        (["MIDOG21"], ["TUPAC16", "MIDOG21"], {"rule": "exact"}, False),
+        (True, True, None, True),
+        (False, True, None, False),
+        (None, 3, {"rule": "exact"}, False),
+        (10.0, 10.4, {"rule": "abs", "value": 0.5}, True),
+        (10.0, 10.4, {"rule": "rel", "value": 0.01}, False),
+    ],
+)
+def test_within_tolerance(observed, expected, tolerance, ok):
+    assert data.within_tolerance(observed, expected, tolerance) is ok
+
+
+def test_unknown_rule_or_kind_is_an_error(synth_root):
+    with pytest.raises(ValueError, match="fold_spread"):
+        data.within_tolerance(1, 1, {"rule": "fold_spread"})
+    with pytest.raises(ValueError, match="table_cell"):
+        data.evaluate_dataset_claim({"id": "x", "kind": "table_cell", "expected": 1}, synth_root)
+    bad_field = {"kind": "dataset_figure", "params": {"dataset": "AMi-Br", "field": "nope"}}
+    with pytest.raises(KeyError, match="nope"):
+        data.evaluate_dataset_claim({**bad_field, "expected": 1}, synth_root)
+
+
+def test_figure_claim_on_synthetic_data(synth_root):
+    figs = data.table1(synth_root)
+    claim = {
+        "id": "t",
+        "kind": "dataset_figure",
+        "params": {"dataset": "AMi-Br", "field": "source_counts.MIDOG21"},
+        "expected": figs["AMi-Br"]["source_counts"]["MIDOG21"],
+        "tolerance": {"rule": "exact"},
+    }
+    assert data.evaluate_dataset_claim(claim, synth_root) == (claim["expected"], True)
+    claim["expected"] += 1
+    assert data.evaluate_dataset_claim(claim, synth_root)[1] is False
+
+
+def test_slide_disjoint_claim_fails_when_a_slide_is_shared(synth_root, tmp_path):
+    claim = {
+        "id": "t",
+        "kind": "slide_disjoint",
+        "params": {"dataset": "AMi-Br", "between": "test"},
+        "expected": True,
+        "tolerance": {"rule": "exact"},
+    }
+    assert data.evaluate_dataset_claim(claim, synth_root) == (True, True)
+    # move one training figure onto a test slide, consistently in both CSVs
+    root = tmp_path / "data"
+    shutil.copytree(synth_root, root)
+    records = data.load_records(root, "AMi-Br")
+    test_slide = next(r.slide for r in records if r.split == "test")
+    victim = next(r for r in records if r.split == "train")
+    for name, key in ((data.AMIBR_CSV, None), (data.TRAIN_CSV, "dataset_uid")):
+        with (root / name).open(newline="") as fh:
+            rows = list(csv.reader(fh))
+        header = rows[0]
+        for row in rows[1:]:
+            image = row[header.index(key)] if key else None
+            if key is None:
+                image = f"{row[header.index('dataset')]}_{row[header.index('uid')]}.png"
+            if image == victim.name:
+                row[header.index("slide")] = test_slide
+        with (root / name).open("w", newline="") as fh:
+            csv.writer(fh, lineterminator="\n").writerows(rows)
+    assert data.verify(root) == []
+    assert data.evaluate_dataset_claim(claim, root) == (False, False)
+    claim["params"]["between"] = "folds"
+    assert data.evaluate_dataset_claim(claim, root) == (True, True)
