@@ -1,0 +1,1021 @@
+"""The claim registry (expected_results/*.yaml) and one evaluator per claim kind.
+
+A claim is a statement of the paper with its source, expected value and tolerance rule. An
+evaluator judges it against a Context (a results set, the data root, the weights folder) and
+returns a Verdict: passed, passed-and-better, failed, inconclusive or not run (always with a
+reason).
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from harness import paths
+from harness import stats as st
+from harness.results import (
+    TEST_SETS,
+    ResultsError,
+    ResultsSet,
+    canonical_model,
+    load_results_set,
+)
+
+PAPER_VERSION = "MELBA 2026:006 (arXiv 2506.21444v3)"
+NEEDS = ("data", "architecture", "results", "predictions", "weights", "run")
+RULES = ("exact", "abs", "rel", "printed", "fold_spread", "std_interval", "alpha")
+NON_CLAIM_FILES = ("deviations.yaml",)
+REQUIRED = ("id", "statement", "source", "section", "kind", "needs", "tolerance")
+
+BASELINES = ("EfficientNetV2", "Vision Transformer", "Swin Transformer")
+FOUNDATION_MODELS = (
+    "UNI",
+    "UNI2-h",
+    "Virchow",
+    "Virchow2",
+    "Prov-Gigapath",
+    "H-Optimus-0",
+    "H-Optimus-1",
+)
+# The 17 rows of Table 3, in the paper's order, as "model|method".
+TABLE3_CONFIGS = (
+    tuple(f"{m}|end_to_end" for m in BASELINES)
+    + tuple(f"{m}|linear_probe" for m in FOUNDATION_MODELS)
+    + tuple(f"{m}|lora" for m in FOUNDATION_MODELS)
+)
+METHOD_WORDS = {"end_to_end": "end-to-end", "linear_probe": "linear probe", "lora": "LoRA"}
+METRIC_WORDS = {"balanced_accuracy": "balanced accuracy", "auroc": "AUROC", "pr_auc": "PR-AUC"}
+
+
+class RegistryError(ValueError):
+    """The claim registry is malformed; the message names the file and the claim."""
+
+
+# ------------------------------------------------------------------------------- data types
+@dataclass(frozen=True)
+class Claim:
+    """One entry of expected_results/*.yaml (also readable like a dict: claim['params'])."""
+
+    id: str
+    statement: str
+    source: str
+    section: str
+    kind: str
+    needs: str
+    tolerance: dict
+    params: dict = field(default_factory=dict)
+    expected: Any = None
+    known_contradiction: str | None = None
+    file: str = ""
+    extra: dict = field(default_factory=dict)
+
+    def __getitem__(self, key: str) -> Any:
+        if key in self.extra:
+            return self.extra[key]
+        return getattr(self, key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        try:
+            value = self[key]
+        except AttributeError:
+            return default
+        return default if value is None else value
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """An evaluator's judgement: status, what was observed, and why (in plain words)."""
+
+    status: str
+    observed: Any = None
+    reason: str = ""
+    details: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.status not in st.STATUSES:
+            raise ValueError(f"unknown verdict status {self.status!r}")
+        if self.status in (st.NOT_RUN, st.INCONCLUSIVE) and not self.reason:
+            raise ValueError(f"a '{self.status}' verdict needs a reason")
+
+
+@dataclass(frozen=True)
+class ClaimResult:
+    claim: Claim
+    verdict: Verdict
+
+    @property
+    def status(self) -> str:
+        return self.verdict.status
+
+    @property
+    def confirmed_contradiction(self) -> bool:
+        return bool(self.claim.known_contradiction) and self.status == st.FAILED
+
+    @property
+    def unexpected(self) -> bool:
+        """A failure nobody expected, or a known contradiction that no longer fails."""
+        if self.claim.known_contradiction:
+            return self.status in (st.PASSED, st.BETTER)
+        return self.status == st.FAILED
+
+
+@dataclass
+class Context:
+    """What claims are judged against. Any part may be absent; claims needing it are not run."""
+
+    results: ResultsSet | None = None
+    data_root: Path | None = None
+    weights_dir: Path | None = None
+    data_hint: str = str(paths.SHARED_DATA)
+    cache: dict = field(default_factory=dict)
+
+
+class NotRun(Exception):
+    """Raised inside an evaluator: the claim cannot be judged here (message = reason)."""
+
+
+class Inconclusive(Exception):
+    """Raised inside an evaluator: too little evidence to decide (message = the numbers)."""
+
+
+# ------------------------------------------------------------------------------- registry
+def _claim_from(raw: Any, file: Path, index: int) -> Claim:
+    where = f"{file.name}, claim #{index}"
+    if not isinstance(raw, dict):
+        raise RegistryError(f"{file}: claim #{index} is not a mapping")
+    if raw.get("id"):
+        where = f"{file.name}, claim {raw['id']!r}"
+    missing = [k for k in REQUIRED if not raw.get(k)]
+    if "expected" not in raw:
+        missing.append("expected")
+    if missing:
+        raise RegistryError(f"{where}: missing field(s) {', '.join(missing)}")
+    if raw["needs"] not in NEEDS:
+        raise RegistryError(f"{where}: needs {raw['needs']!r} is not one of {', '.join(NEEDS)}")
+    tol = raw["tolerance"]
+    if not isinstance(tol, dict) or tol.get("rule") not in RULES:
+        raise RegistryError(f"{where}: tolerance must be a mapping with rule in {', '.join(RULES)}")
+    if raw["kind"] not in EVALUATORS:
+        raise RegistryError(
+            f"{where}: unknown kind {raw['kind']!r} (known: {', '.join(sorted(EVALUATORS))})"
+        )
+    params = raw.get("params") or {}
+    if not isinstance(params, dict):
+        raise RegistryError(f"{where}: params must be a mapping")
+    known = set(REQUIRED) | {"params", "expected", "known_contradiction"}
+    return Claim(
+        id=str(raw["id"]),
+        statement=str(raw["statement"]).strip(),
+        source=str(raw["source"]),
+        section=str(raw["section"]),
+        kind=raw["kind"],
+        needs=raw["needs"],
+        tolerance=dict(tol),
+        params=dict(params),
+        expected=raw["expected"],
+        known_contradiction=(
+            str(raw["known_contradiction"]).strip() if raw.get("known_contradiction") else None
+        ),
+        file=file.name,
+        extra={k: v for k, v in raw.items() if k not in known},
+    )
+
+
+def claim_files(directory: Path | None = None) -> list[Path]:
+    directory = Path(directory or paths.EXPECTED_RESULTS)
+    return sorted(p for p in directory.glob("*.yaml") if p.name not in NON_CLAIM_FILES)
+
+
+def load_claims(directory: Path | None = None) -> list[Claim]:
+    """Every claim of expected_results/*.yaml, validated; raises RegistryError naming the file."""
+    claims: list[Claim] = []
+    seen: dict[str, str] = {}
+    for file in claim_files(directory):
+        try:
+            doc = yaml.safe_load(file.read_text(encoding="utf-8"))
+        except yaml.YAMLError as exc:
+            raise RegistryError(f"{file}: not valid YAML ({exc})") from exc
+        if not isinstance(doc, dict) or not isinstance(doc.get("claims"), list):
+            raise RegistryError(f"{file}: needs a top-level 'claims:' list")
+        if doc.get("paper") != PAPER_VERSION:
+            raise RegistryError(
+                f"{file}: pinned to paper {doc.get('paper')!r}, this suite checks {PAPER_VERSION!r}"
+            )
+        for i, raw in enumerate(doc["claims"], start=1):
+            claim = _claim_from(raw, file, i)
+            if claim.id in seen:
+                raise RegistryError(
+                    f"{file.name}, claim {claim.id!r}: duplicate id (also in {seen[claim.id]})"
+                )
+            seen[claim.id] = file.name
+            claims.append(claim)
+    return claims
+
+
+def load_deviations(directory: Path | None = None) -> list[dict]:
+    """The deviation ledger (expected_results/deviations.yaml): paper vs the authors' code."""
+    file = Path(directory or paths.EXPECTED_RESULTS) / "deviations.yaml"
+    if not file.is_file():
+        return []
+    doc = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
+    items = doc.get("deviations")
+    if not isinstance(items, list):
+        raise RegistryError(f"{file}: needs a top-level 'deviations:' list")
+    for i, item in enumerate(items, start=1):
+        lacking = [k for k in ("id", "topic", "paper", "code") if not item.get(k)]
+        if lacking:
+            raise RegistryError(f"{file}: deviation #{i} lacks {', '.join(lacking)}")
+    return items
+
+
+def build_context(
+    results: str | Path | None = "paper", data_root=None, weights_dir=None
+) -> Context:
+    """A Context from CLI/pytest flags; raises ResultsError for a bad results set."""
+    rs = load_results_set(results) if results is not None else None
+    root = paths.data_root(data_root, required=False)
+    hint = str(data_root or paths.os.environ.get(paths.DATA_ENV) or paths.SHARED_DATA)
+    return Context(rs, root, paths.weights_dir(weights_dir), hint)
+
+
+# ---------------------------------------------------------------------------- cell helpers
+@dataclass(frozen=True, eq=False)
+class Cell:
+    """One configuration's per-fold values of one metric on one test set."""
+
+    model: str
+    method: str
+    dataset: str
+    metric: str
+    values: np.ndarray
+
+    @property
+    def n(self) -> int:
+        return int(self.values.size)
+
+    @property
+    def mean(self) -> float:
+        return float(self.values.mean())
+
+    @property
+    def std(self) -> float:
+        """Population std (ddof=0), as the paper prints."""
+        return float(self.values.std())
+
+    @property
+    def sd(self) -> float:
+        """Sample std (ddof=1), for tolerance margins."""
+        return float(self.values.std(ddof=1)) if self.n > 1 else 0.0
+
+    @property
+    def label(self) -> str:
+        return config_label(self.model, self.method)
+
+
+def config_label(model: str, method: str) -> str:
+    return f"{model} ({METHOD_WORDS.get(method, method)})"
+
+
+def split_config(spec: str) -> tuple[str, str]:
+    model, _, method = spec.partition("|")
+    return canonical_model(model), method
+
+
+def _group(among: str | list | None) -> list[str]:
+    if among in (None, "all"):
+        return list(TABLE3_CONFIGS)
+    if isinstance(among, str):
+        return [c for c in TABLE3_CONFIGS if c.endswith(f"|{among}")]
+    out = []
+    for item in among:
+        out.extend(_group(item) if "|" not in item else [item])
+    return out
+
+
+def _results(ctx: Context) -> ResultsSet:
+    if ctx.results is None:
+        raise NotRun("no results set was given")
+    return ctx.results
+
+
+def get_cell(ctx: Context, config: str, dataset: str, metric: str) -> Cell:
+    rs = _results(ctx)
+    model, method = split_config(config)
+    if not rs.has(model, method):
+        raise NotRun(rs.absence_reason(model, method))
+    values = rs.values(model, method, dataset, metric)
+    if values.size == 0:
+        if not rs.has(model, method, dataset):
+            raise NotRun(rs.absence_reason(model, method, dataset))
+        raise NotRun(
+            f"{config_label(model, method)} has no {METRIC_WORDS.get(metric, metric)} on {dataset}"
+        )
+    return Cell(model, method, dataset, metric, values)
+
+
+def get_cells(
+    ctx: Context, configs: list[str], dataset: str, metric: str, min_folds: int = 1
+) -> list[Cell]:
+    """Cells of several configurations; NotRun lists every missing one, Inconclusive short ones."""
+    cells, missing = [], []
+    for config in configs:
+        try:
+            cells.append(get_cell(ctx, config, dataset, metric))
+        except NotRun as exc:
+            missing.append(str(exc))
+    if missing:
+        raise NotRun("; ".join(dict.fromkeys(missing)))
+    short = [f"{c.label} {c.n}" for c in cells if c.n < min_folds]
+    if short:
+        raise Inconclusive(f"fewer than {min_folds} folds: " + ", ".join(short))
+    return cells
+
+
+def _f(x: float) -> str:
+    return f"{x:.4f}"
+
+
+def _min_folds(claim: Claim) -> int:
+    return int(claim.tolerance.get("min_folds", claim.params.get("min_folds", 5)))
+
+
+# ------------------------------------------------------------------------------ evaluators
+def eval_table_cell(claim: Claim, ctx: Context) -> Verdict:
+    """A Table 3 mean (fold_spread rule) or std (std_interval rule) of one configuration."""
+    p, tol = claim.params, claim.tolerance
+    config = f"{p['model']}|{p['method']}"
+    cell = get_cell(ctx, config, p["dataset"], p["metric"])
+    need = _min_folds(claim)
+    vals = ", ".join(_f(v) for v in cell.values)
+    details = {"folds": cell.values.tolist(), "n": cell.n, "mean": cell.mean, "std": cell.std}
+    if cell.n < need:
+        raise Inconclusive(
+            f"only {cell.n} of the {need} folds the claim needs: mean {_f(cell.mean)} "
+            f"(folds {vals})"
+        )
+    if p.get("stat", "mean") == "mean":
+        delta = st.equivalence_margin(
+            tol["s_ref"], tol["n_ref"], cell.n, floor=tol.get("floor", 0.005), k=tol.get("k", 2.0)
+        )
+        j = st.judge_mean(cell.mean, float(claim.expected), delta)
+        details.update(delta=delta, low=j.low, high=j.high)
+        observed = round(cell.mean, 5)
+        text = f"mean {_f(cell.mean)} over {cell.n} folds ({vals}); {j.note}"
+        if cell.n >= 2:
+            lo, hi = st.bootstrap_mean_ci(cell.values, n_resamples=2000)
+            details["ci95_folds"] = (lo, hi)
+            text += f"; 95% bootstrap interval over folds {_f(lo)}-{_f(hi)}"
+        per_image = _prediction_ci(ctx, cell)
+        if per_image:
+            details["ci95_images"] = per_image
+            text += f"; 95% bootstrap interval over images {_f(per_image[0])}-{_f(per_image[1])}"
+        if round(cell.mean, 4) != float(claim.expected) and j.status == st.PASSED:
+            text += (
+                f"; the fold values average {cell.mean:.5f} where the paper prints "
+                f"{claim.expected} (the folds are themselves rounded to 4 decimals)"
+            )
+        return Verdict(j.status, observed, text, details)
+    lo, hi = st.std_interval(
+        float(claim.expected),
+        tol["n_ref"],
+        cell.n,
+        confidence=tol.get("confidence", 0.95),
+        floor=tol.get("floor", 1e-4),
+    )
+    j = st.judge_std(cell.std, lo, hi)
+    details.update(low=lo, high=hi)
+    return Verdict(
+        j.status,
+        round(cell.std, 5),
+        f"fold std {_f(cell.std)} over {cell.n} folds ({vals}); {j.note}",
+        details,
+    )
+
+
+def _prediction_ci(ctx: Context, cell: Cell) -> tuple[float, float] | None:
+    """Bootstrap CI of the fold-averaged metric over test images, when predictions exist."""
+    rs = ctx.results
+    if not rs or not rs.predictions or cell.metric not in st.PER_SAMPLE_METRICS:
+        return None
+    folds = rs.predictions_for(cell.model, cell.method, cell.dataset)
+    if not folds or len({tuple(names) for names, _, _ in folds.values()}) != 1:
+        return None  # the folds must score the same images for a paired resampling
+    _, y, _ = next(iter(folds.values()))
+    probs = np.vstack([prob for _, _, prob in folds.values()])
+    _, lo, hi = st.bootstrap_prediction_ci(y, probs, cell.metric, n_resamples=299)
+    return lo, hi
+
+
+def _order_violations(cells: list[Cell], order: list[str]) -> list[tuple[Cell, Cell]]:
+    """(expected higher, expected lower) pairs whose order the observed means reverse."""
+    by = {f"{c.model}|{c.method}": c for c in cells}
+    ordered = [by[canonical_cfg(o)] for o in order]
+    rest = [c for key, c in by.items() if key not in set(order)]
+    pairs = list(zip(ordered, ordered[1:], strict=False)) + [(ordered[-1], c) for c in rest]
+    return [(a, b) for a, b in pairs if not a.mean > b.mean]
+
+
+def canonical_cfg(spec: str) -> str:
+    model, method = split_config(spec)
+    return f"{model}|{method}"
+
+
+def _judge_order(cells: list[Cell], order: list[str], k: float, sign: int) -> tuple[str, str]:
+    """Status and explanation of an ordering claim with noise margins."""
+    if sign < 0:  # ranking from the bottom: negate the means
+        cells = [Cell(c.model, c.method, c.dataset, c.metric, -c.values) for c in cells]
+    bad = _order_violations(cells, order)
+    if not bad:
+        return st.PASSED, ""
+    notes, hard = [], False
+    for a, b in bad:
+        gap = b.mean - a.mean
+        margin = st.difference_margin(a.sd, a.n, b.sd, b.n, k=k)
+        hard |= gap > margin
+        notes.append(
+            f"{b.label} ({_f(abs(b.mean))}) is {'above' if sign > 0 else 'below'} "
+            f"{a.label} ({_f(abs(a.mean))}) by {gap:.4f} "
+            f"({'beyond' if gap > margin else 'within'} the noise margin {margin:.4f})"
+        )
+    return (st.FAILED if hard else st.INCONCLUSIVE), "; ".join(notes)
+
+
+def _ranking_text(cells: list[Cell], sign: int, top: int) -> str:
+    ranked = sorted(cells, key=lambda c: -sign * c.mean)[:top]
+    return ", ".join(f"{i}. {c.label} {_f(c.mean)}" for i, c in enumerate(ranked, 1))
+
+
+def eval_ranking(claim: Claim, ctx: Context) -> Verdict:
+    """Named configurations hold the first (or last) places, in the stated order."""
+    p = claim.params
+    order = [canonical_cfg(o) for o in p["order"]]
+    configs = _group(p.get("among"))
+    cells = get_cells(ctx, configs, p["dataset"], p["metric"], _min_folds(claim))
+    sign = -1 if p.get("from", "top") == "bottom" else 1
+    status, why = _judge_order(cells, order, claim.tolerance.get("k", 2.0), sign)
+    where = "lowest" if sign < 0 else "highest"
+    observed = _ranking_text(cells, sign, len(order) + 1)
+    text = f"{where} {METRIC_WORDS[p['metric']]} on {p['dataset']}: {observed}"
+    if status == st.INCONCLUSIVE:
+        raise Inconclusive(f"{why}; {text}")
+    return Verdict(status, observed, f"{why}; {text}" if why else text)
+
+
+def eval_maximum(claim: Claim, ctx: Context) -> Verdict:
+    """The best mean over a group equals the stated value and is attained by the stated config."""
+    p, tol = claim.params, claim.tolerance
+    cells = get_cells(ctx, _group(p.get("among")), p["dataset"], p["metric"], _min_folds(claim))
+    want = canonical_cfg(p["config"])
+    status, why = _judge_order(cells, [want], tol.get("k", 2.0), 1)
+    best = max(cells, key=lambda c: c.mean)
+    observed = f"{_f(best.mean)} by {best.label}"
+    if status == st.INCONCLUSIVE:
+        raise Inconclusive(f"{why}; best is {observed}")
+    if status == st.FAILED:
+        return Verdict(
+            st.FAILED,
+            observed,
+            f"the best is {observed}, not {config_label(*split_config(want))}: {why}",
+        )
+    delta = st.equivalence_margin(
+        tol["s_ref"], tol["n_ref"], best.n, floor=tol.get("floor", 0.005), k=tol.get("k", 2.0)
+    )
+    j = st.judge_mean(best.mean, float(claim.expected), delta)
+    return Verdict(j.status, observed, f"best is {observed}; {j.note}", {"delta": delta})
+
+
+def eval_value_range(claim: Claim, ctx: Context) -> Verdict:
+    """Every configuration of a strategy lies in the printed range [lo, hi] (printed precision)."""
+    p, tol = claim.params, claim.tolerance
+    cells = get_cells(ctx, _group(p["method"]), p["dataset"], p["metric"], _min_folds(claim))
+    lo, hi = (float(x) for x in claim.expected)
+    half = float(tol.get("step", 0.01)) / 2
+    low_c, high_c = min(cells, key=lambda c: c.mean), max(cells, key=lambda c: c.mean)
+    observed = f"{_f(low_c.mean)} ({low_c.model}) to {_f(high_c.mean)} ({high_c.model})"
+    outside = [c for c in cells if not (lo - half <= c.mean < hi + half)]
+    if outside:
+        names = ", ".join(f"{c.label} {_f(c.mean)}" for c in outside)
+        return Verdict(
+            st.FAILED,
+            observed,
+            f"outside {lo:g}-{hi:g} even after rounding to the printed precision: {names}",
+        )
+    return Verdict(
+        st.PASSED, observed, f"all {len(cells)} within {lo:g}-{hi:g} at printed precision"
+    )
+
+
+def eval_dominance(claim: Claim, ctx: Context) -> Verdict:
+    """For each model, one strategy's mean beats the other's on every listed test set and metric."""
+    p, k = claim.params, claim.tolerance.get("k", 2.0)
+    models = p.get("models", FOUNDATION_MODELS)
+    gaps, bad = [], []
+    for dataset in p["datasets"]:
+        for metric in p["metrics"]:
+            better = get_cells(
+                ctx, [f"{m}|{p['better']}" for m in models], dataset, metric, _min_folds(claim)
+            )
+            worse = get_cells(
+                ctx, [f"{m}|{p['worse']}" for m in models], dataset, metric, _min_folds(claim)
+            )
+            for b, w in zip(better, worse, strict=True):
+                gap = b.mean - w.mean
+                gaps.append((gap, b, dataset, metric))
+                if gap <= 0:
+                    bad.append(
+                        (gap, st.difference_margin(b.sd, b.n, w.sd, w.n, k=k), b, dataset, metric)
+                    )
+    gap, b, dataset, metric = min(gaps, key=lambda g: g[0])
+    observed = f"smallest gain {gap:+.4f} ({b.model} on {dataset}, {METRIC_WORDS[metric]})"
+    if not bad:
+        return Verdict(
+            st.PASSED,
+            observed,
+            f"all {len(gaps)} comparisons favour {METHOD_WORDS[p['better']]}; {observed}",
+        )
+    text = "; ".join(
+        f"{b.model} on {d} ({METRIC_WORDS[m]}): {g:+.4f}, margin {mg:.4f}" for g, mg, b, d, m in bad
+    )
+    if all(-g <= mg for g, mg, *_ in bad):
+        raise Inconclusive(f"reversed within noise: {text}")
+    return Verdict(st.FAILED, observed, f"not better: {text}")
+
+
+def eval_baseline_beats_foundation(claim: Claim, ctx: Context) -> Verdict:
+    """Count (test set, metric) pairs where the best baseline beats the best LP and best LoRA."""
+    p = claim.params
+    hits, misses = 0, []
+    for dataset in p["datasets"]:
+        for metric in p["metrics"]:
+            best = {}
+            for method in ("end_to_end", "linear_probe", "lora"):
+                cells = get_cells(ctx, _group(method), dataset, metric, _min_folds(claim))
+                best[method] = max(cells, key=lambda c: c.mean)
+            b = best["end_to_end"]
+            rivals = [best["linear_probe"], best["lora"]]
+            if all(b.mean > r.mean for r in rivals):
+                hits += 1
+            else:
+                top = max(rivals, key=lambda c: c.mean)
+                misses.append(
+                    f"{dataset} {METRIC_WORDS[metric]}: {top.label} {_f(top.mean)} "
+                    f">= {b.label} {_f(b.mean)}"
+                )
+    total = len(p["datasets"]) * len(p["metrics"])
+    need = int(p["min_count"])
+    observed = f"{hits} of {total}"
+    text = f"a baseline beats both strategies in {observed} (needs >= {need})"
+    if misses:
+        text += "; not in: " + "; ".join(misses)
+    return Verdict(st.PASSED if hits >= need else st.FAILED, observed, text)
+
+
+def eval_performance_drop(claim: Claim, ctx: Context) -> Verdict:
+    """Performance drops from AMi-Br to the external test sets (per strategy, or a share)."""
+    p = claim.params
+    ref = p.get("reference", "AMi-Br")
+    need = _min_folds(claim)
+    if p["mode"] == "each_strategy":
+        found, lacking = [], []
+        for method in p["methods"]:
+            for ext in p["external"]:
+                droppers = []
+                for config in _group(method):
+                    drops = all(
+                        get_cells(ctx, [config], ext, m, need)[0].mean
+                        < get_cells(ctx, [config], ref, m, need)[0].mean
+                        for m in p["metrics"]
+                    )
+                    if drops:
+                        droppers.append(split_config(config)[0])
+                (found if droppers else lacking).append(
+                    f"{METHOD_WORDS[method]} on {ext}: {', '.join(droppers) or 'none'}"
+                )
+        observed = "; ".join(found + lacking)
+        status = st.FAILED if lacking else st.PASSED
+        return Verdict(
+            status, observed, f"configurations lower on both metrics than on {ref}: {observed}"
+        )
+    configs = _group(p.get("among"))
+    ext, metric = p["external"], p["metric"]
+    lower = [
+        c
+        for c in configs
+        if get_cells(ctx, [c], ext, metric, need)[0].mean
+        < get_cells(ctx, [c], ref, metric, need)[0].mean
+    ]
+    share = len(lower) / len(configs)
+    observed = f"{len(lower)} of {len(configs)} ({share:.0%})"
+    not_lower = [config_label(*split_config(c)) for c in configs if c not in lower]
+    text = (
+        f"{observed} configurations score lower on {ext} than on {ref} "
+        f"(needs >= {p['min_share']:.0%})"
+    )
+    if not_lower:
+        text += "; not lower: " + ", ".join(not_lower)
+    return Verdict(st.PASSED if share >= p["min_share"] else st.FAILED, observed, text)
+
+
+def eval_significance(claim: Claim, ctx: Context) -> Verdict:
+    """Table 4: Wilcoxon (paired by model and fold) or Mann-Whitney U between two strategies."""
+    p, alpha = claim.params, float(claim.tolerance.get("alpha", st.ALPHA))
+    expected = claim.expected or {}
+    dataset, metric, x_m, y_m = p["dataset"], p["metric"], p["x"], p["y"]
+    xs = get_cells(ctx, _group(x_m), dataset, metric)
+    ys = get_cells(ctx, _group(y_m), dataset, metric)
+    if p["test"] == "wilcoxon":
+        pairs_x, pairs_y = [], []
+        for cx in xs:
+            cy = next(c for c in ys if c.model == cx.model)
+            fx = ctx.results.folds(cx.model, x_m, dataset)
+            fy = ctx.results.folds(cy.model, y_m, dataset)
+            common = sorted(set(fx) & set(fy))
+            pairs_x += [cx.values[fx.index(f)] for f in common]
+            pairs_y += [cy.values[fy.index(f)] for f in common]
+        n_need = int(p.get("n", 35))
+        how = (
+            f"{len(pairs_x)} pairs (each model's {METHOD_WORDS[x_m]} and {METHOD_WORDS[y_m]} "
+            "on the same fold)"
+        )
+        if len(pairs_x) < n_need:
+            raise Inconclusive(f"{how}; the paper's test uses {n_need}")
+        res = st.wilcoxon_paired(pairs_x, pairs_y, pairing=how)
+        higher = y_m if res.effect > 0 else x_m
+        effect = f"median difference {METHOD_WORDS[y_m]} - {METHOD_WORDS[x_m]} {res.effect:+.4f}"
+    else:
+        vx = np.concatenate([c.values for c in xs])
+        vy = np.concatenate([c.values for c in ys])
+        need_x, need_y = int(p.get("n_x", vx.size)), int(p.get("n_y", vy.size))
+        how = (
+            f"{vx.size} {METHOD_WORDS[x_m]} fold values ({len(xs)} models) vs {vy.size} "
+            f"{METHOD_WORDS[y_m]} fold values ({len(ys)} models), unpaired"
+        )
+        if vx.size < need_x or vy.size < need_y:
+            raise Inconclusive(f"{how}; the paper's test uses {need_x} vs {need_y}")
+        res = st.mann_whitney(vx, vy, pairing=how)
+        higher = x_m if res.effect > 0.5 else y_m
+        effect = (
+            f"P({METHOD_WORDS[x_m]} > {METHOD_WORDS[y_m]}) = {res.effect:.3f}; pooled means "
+            f"{_f(vx.mean())} vs {_f(vy.mean())}"
+        )
+    details = {
+        "test": res.test,
+        "statistic": res.statistic,
+        "pvalue": res.pvalue,
+        "n_x": res.n_x,
+        "n_y": res.n_y,
+        "pairing": how,
+        "effect": res.effect,
+    }
+    observed = f"p = {res.pvalue:.2g}, {METHOD_WORDS[higher]} higher"
+    text = f"{res.test} on {METRIC_WORDS[metric]}, {how}: p = {res.pvalue:.3g}; {effect}"
+    if expected.get("higher") and higher != expected["higher"]:
+        return Verdict(
+            st.FAILED,
+            observed,
+            f"{METHOD_WORDS[higher]} is higher, not {METHOD_WORDS[expected['higher']]}; {text}",
+            details,
+        )
+    if expected.get("significant") is True and not res.significant(alpha):
+        return Verdict(st.FAILED, observed, f"not significant at alpha {alpha}; {text}", details)
+    if expected.get("significant") is None:
+        text += " (the paper's p-value is lost from the text; only the direction is judged)"
+    else:
+        text += f" (significant at alpha {alpha}, an assumed threshold)"
+    return Verdict(st.PASSED, observed, text, details)
+
+
+def eval_sens_spec(claim: Claim, ctx: Context) -> Verdict:
+    """Sensitivity or specificity of the atypical class at threshold 0.5, from predictions."""
+    p = claim.params
+    rs = _results(ctx)
+    model, method = split_config(f"{p['model']}|{p['method']}")
+    if not rs.predictions:
+        raise NotRun(
+            "needs per-image predictions (predictions.csv); "
+            f"results set '{rs.name}' holds per-fold metrics only"
+        )
+    folds = rs.predictions_for(model, method, p["dataset"])
+    if not folds:
+        raise NotRun(
+            f"predictions.csv has no rows for {config_label(model, method)} on {p['dataset']}"
+        )
+    if len(folds) < _min_folds(claim):
+        raise Inconclusive(f"predictions for {len(folds)} of {_min_folds(claim)} folds")
+    idx = 0 if p["quantity"] == "sensitivity" else 1
+    per_fold = [st.sensitivity_specificity(y, prob)[idx] for _, y, prob in folds.values()]
+    value = float(np.mean(per_fold))
+    details = {"folds": per_fold}
+    images = {tuple(names) for names, _, _ in folds.values()}
+    if len(images) == 1:
+        _, y, _ = next(iter(folds.values()))
+        probs = np.vstack([prob for _, _, prob in folds.values()])
+        details["ci95_images"] = st.bootstrap_prediction_ci(
+            y, probs, p["quantity"], n_resamples=499
+        )[1:]
+    tol = float(claim.tolerance["value"])
+    diff = value - float(claim.expected)
+    status = st.PASSED if abs(diff) <= tol else (st.BETTER if diff > 0 else st.FAILED)
+    return Verdict(
+        status,
+        round(value, 4),
+        f"{p['quantity']} {_f(value)} (mean of {len(per_fold)} "
+        f"folds), {diff:+.4f} from the paper (tolerance {tol})",
+        details,
+    )
+
+
+def _lookup(settings: dict, key: str):
+    """settings['a.b'] or settings['a']['b'] or settings['a_b']; KeyError if none."""
+    if key in settings:
+        return settings[key]
+    node: Any = settings
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            break
+        node = node[part]
+    else:
+        return node
+    flat = key.replace(".", "_")
+    if flat in settings:
+        return settings[flat]
+    raise KeyError(key)
+
+
+def _same(a, b) -> bool:
+    if isinstance(b, list):
+        return isinstance(a, list | tuple) and sorted(map(str, a)) == sorted(map(str, b))
+    if isinstance(b, float) or isinstance(a, float):
+        try:
+            return math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=1e-12)
+        except (TypeError, ValueError):
+            return False
+    return a == b
+
+
+def eval_protocol_setting(claim: Claim, ctx: Context) -> Verdict:
+    """A protocol setting (LoRA rank, batch size, ...) as recorded in the run manifest."""
+    rs, p = _results(ctx), claim.params
+    methods = p.get("methods") or ["end_to_end", "linear_probe", "lora"]
+    keys = [p["setting"], *p.get("aliases", [])]
+    entries = {
+        k: v
+        for k, v in (rs.manifest.get("configs") or {}).items()
+        if k.partition("|")[2] in methods and isinstance(v, dict) and v.get("settings")
+    }
+    if not entries:
+        raise NotRun(
+            f"needs a run manifest: results set '{rs.name}' records no run settings for "
+            f"{'/'.join(METHOD_WORDS[m] for m in methods)} (manifest.json configs[...].settings)"
+        )
+    seen, wrong, unknown = {}, [], []
+    for name, entry in entries.items():
+        for key in keys:
+            try:
+                value = _lookup(entry["settings"], key)
+                break
+            except KeyError:
+                continue
+        else:
+            unknown.append(name)
+            continue
+        seen[name] = value
+        if not _same(value, claim.expected):
+            wrong.append(f"{name}: {value!r}")
+    if not seen:
+        raise NotRun(f"the run manifest does not record '{p['setting']}'")
+    preset = rs.manifest.get("preset", "unknown")
+    observed = sorted({repr(v) for v in seen.values()})
+    text = f"{len(seen)} configuration(s) of preset '{preset}'"
+    if unknown:
+        text += f"; not recorded for {', '.join(unknown)}"
+    if wrong:
+        return Verdict(st.FAILED, ", ".join(observed), f"differs in {', '.join(wrong)} ({text})")
+    return Verdict(st.PASSED, ", ".join(observed), f"as stated in {text}")
+
+
+def eval_fold_count(claim: Claim, ctx: Context) -> Verdict:
+    """Every configuration was cross-validated with the stated number of folds."""
+    rs = _results(ctx)
+    want = int(claim.expected)
+    counts = {}
+    for model, method in rs.configurations:
+        folds = set()
+        for ds in rs.datasets:
+            folds |= set(rs.folds(model, method, ds))
+        counts[config_label(model, method)] = folds
+    too_many = [f"{k}: {sorted(v)}" for k, v in counts.items() if max(v) > want]
+    short = [f"{k}: {len(v)}" for k, v in counts.items() if len(v) < want]
+    sizes = sorted({len(v) for v in counts.values()})
+    observed = "/".join(map(str, sizes)) + " folds"
+    if too_many:
+        return Verdict(st.FAILED, observed, f"folds beyond {want}: {'; '.join(too_many)}")
+    if short:
+        raise Inconclusive(f"partial run, fewer than {want} folds: {'; '.join(short)}")
+    return Verdict(st.PASSED, observed, f"all {len(counts)} configurations have folds 1-{want}")
+
+
+def eval_config_count(claim: Claim, ctx: Context) -> Verdict:
+    """How many distinct models the paper's own results evaluate with the given strategies."""
+    rs, p = _results(ctx), claim.params
+    if rs.manifest.get("tier") != "paper":
+        raise NotRun(
+            "a statement about the paper's own experiment; judged on the authors' "
+            f"results set ('paper') only, not on '{rs.name}'"
+        )
+    methods = p["methods"]
+    models = sorted({m for m, meth in rs.configurations if meth in methods})
+    want = int(claim.expected)
+    observed = len(models)
+    strategies = " or ".join(METHOD_WORDS[m] for m in methods)
+    text = f"{observed} model(s) with {strategies}: {', '.join(models)}"
+    if observed == want:
+        return Verdict(st.PASSED, observed, text)
+    pending = [
+        k
+        for k, v in (rs.manifest.get("configs") or {}).items()
+        if k.partition("|")[2] in methods and canonical_model(k.partition("|")[0]) not in models
+    ]
+    if observed < want and pending:
+        raise NotRun(f"{text}; not run: {', '.join(pending)}")
+    return Verdict(st.FAILED, observed, text)
+
+
+def _models_module():
+    try:
+        module = importlib.import_module("harness.models")
+        return module.parameter_count
+    except Exception as exc:  # noqa: BLE001 - any import problem means "cannot count"
+        raise NotRun(
+            f"harness.models.parameter_count is not available ({type(exc).__name__}: {exc})"
+        ) from exc
+
+
+def _count(ctx: Context, key: str, head) -> int:
+    cache = ctx.cache.setdefault("parameter_count", {})
+    if (key, head) not in cache:
+        fn = _models_module()
+        try:
+            cache[(key, head)] = int(fn(key, head=head))
+        except Exception as exc:  # noqa: BLE001
+            raise NotRun(
+                f"could not count the parameters of {key} ({type(exc).__name__}: {exc})"
+            ) from exc
+    return cache[(key, head)]
+
+
+def _millions(n: float) -> str:
+    return f"{n / 1e9:.4g}B" if n >= 1e9 else f"{n / 1e6:.2f}M"
+
+
+def eval_parameter_count(claim: Claim, ctx: Context) -> Verdict:
+    """A printed parameter count vs the architecture built by harness.models."""
+    p, tol = claim.params, claim.tolerance
+    n = _count(ctx, p["model_key"], p.get("head"))
+    expected = float(claim.expected)
+    allowed = st.printed_tolerance(expected, float(tol.get("step", 1)), float(tol.get("rel", 0)))
+    diff = n - expected
+    head = p.get("head") or "no head"
+    text = (
+        f"{n:,} parameters ({_millions(n)}, {head}); the paper prints {_millions(expected)}; "
+        f"off by {diff / expected:+.2%} (allowed ±{_millions(allowed)})"
+    )
+    return Verdict(st.PASSED if abs(diff) <= allowed else st.FAILED, n, text)
+
+
+def eval_parameter_similarity(claim: Claim, ctx: Context) -> Verdict:
+    """Architectures 'of similar size': largest / smallest parameter count <= max_ratio."""
+    p = claim.params
+    counts = {m["model_key"]: _count(ctx, m["model_key"], m.get("head")) for m in p["models"]}
+    big, small = max(counts, key=counts.get), min(counts, key=counts.get)
+    ratio = counts[big] / counts[small]
+    listing = ", ".join(f"{k} {_millions(v)}" for k, v in counts.items())
+    text = f"{listing}; {big} is {ratio:.1f}x {small} (similar means <= {p['max_ratio']}x)"
+    return Verdict(st.PASSED if ratio <= p["max_ratio"] else st.FAILED, round(ratio, 2), text)
+
+
+def eval_dataset(claim: Claim, ctx: Context) -> Verdict:
+    """Dataset figures and slide disjointness, judged by harness.data on the public datasets."""
+    if ctx.data_root is None:
+        raise NotRun(
+            f"needs the public datasets at {ctx.data_hint} (--data-root or ${paths.DATA_ENV})"
+        )
+    try:
+        fn = importlib.import_module("harness.data").evaluate_dataset_claim
+    except Exception as exc:  # noqa: BLE001
+        raise NotRun(
+            f"harness.data.evaluate_dataset_claim is not available ({type(exc).__name__}: {exc})"
+        ) from exc
+    observed, ok = fn(claim, ctx.data_root)
+    shown = f"{observed:.4g}" if isinstance(observed, float) else repr(observed)
+    return Verdict(st.PASSED if ok else st.FAILED, observed, f"observed {shown} in {ctx.data_root}")
+
+
+def _delegate(module: str, function: str) -> Callable[[Claim, Context], Verdict]:
+    """An evaluator living in another module, called as function(claim, ctx) -> Verdict."""
+
+    def run(claim: Claim, ctx: Context) -> Verdict:
+        try:
+            fn = getattr(importlib.import_module(module), function)
+        except Exception as exc:  # noqa: BLE001
+            raise NotRun(
+                f"{module}.{function} is not available ({type(exc).__name__}: {exc})"
+            ) from exc
+        return fn(claim, ctx)
+
+    run.__doc__ = f"Delegates to {module}.{function}(claim, ctx)."
+    return run
+
+
+EVALUATORS: dict[str, Callable[[Claim, Context], Verdict]] = {
+    "parameter_count": eval_parameter_count,
+    "parameter_similarity": eval_parameter_similarity,
+    "table_cell": eval_table_cell,
+    "maximum": eval_maximum,
+    "ranking": eval_ranking,
+    "value_range": eval_value_range,
+    "dominance": eval_dominance,
+    "baseline_beats_foundation": eval_baseline_beats_foundation,
+    "performance_drop": eval_performance_drop,
+    "significance": eval_significance,
+    "sens_spec": eval_sens_spec,
+    "protocol_setting": eval_protocol_setting,
+    "fold_count": eval_fold_count,
+    "config_count": eval_config_count,
+    "dataset_figure": eval_dataset,
+    "slide_disjoint": eval_dataset,
+    # --- smoke kinds (owned by the trainer engineer, expected_results/smoke.yaml) -------------
+    # Replace these placeholders with the real evaluators (claim, ctx) -> Verdict; until then
+    # they call harness.train.evaluate_smoke_claim if it exists, else report "not run".
+    "smoke_above_chance": _delegate("harness.train", "evaluate_smoke_claim"),
+    "forward_passes": _delegate("harness.train", "evaluate_smoke_claim"),
+    # ------------------------------------------------------------------------------------------
+}
+
+
+def evaluate(claim: Claim, ctx: Context, *, strict: bool = False) -> ClaimResult:
+    """Judge one claim. strict=True lets evaluator bugs raise (pytest); else they become not run."""
+    if claim.needs in ("results", "predictions", "run") and ctx.results is None:
+        return ClaimResult(claim, Verdict(st.NOT_RUN, reason="no results set was given"))
+    if claim.needs == "weights" and ctx.weights_dir is None:
+        return ClaimResult(
+            claim,
+            Verdict(
+                st.NOT_RUN,
+                reason="needs the foundation-model weights (--weights-dir or $AMIBR_WEIGHTS)",
+            ),
+        )
+    try:
+        verdict = EVALUATORS[claim.kind](claim, ctx)
+    except NotRun as exc:
+        verdict = Verdict(st.NOT_RUN, reason=str(exc))
+    except Inconclusive as exc:
+        verdict = Verdict(st.INCONCLUSIVE, reason=str(exc))
+    except (ResultsError, KeyError, TypeError, ValueError, ZeroDivisionError) as exc:
+        if strict:
+            raise
+        verdict = Verdict(
+            st.NOT_RUN, reason=f"the evaluator could not judge it ({type(exc).__name__}: {exc})"
+        )
+    return ClaimResult(claim, verdict)
+
+
+def evaluate_all(claims: list[Claim], ctx: Context, *, strict: bool = False) -> list[ClaimResult]:
+    return [evaluate(c, ctx, strict=strict) for c in claims]
+
+
+def count_statuses(results: list[ClaimResult]) -> dict[str, int]:
+    counts = dict.fromkeys(st.STATUSES, 0)
+    for r in results:
+        counts[r.status] += 1
+    return counts
+
+
+__all__ = [
+    "BASELINES",
+    "Claim",
+    "ClaimResult",
+    "Context",
+    "EVALUATORS",
+    "FOUNDATION_MODELS",
+    "Inconclusive",
+    "NotRun",
+    "PAPER_VERSION",
+    "RegistryError",
+    "TABLE3_CONFIGS",
+    "TEST_SETS",
+    "Verdict",
+    "build_context",
+    "count_statuses",
+    "evaluate",
+    "evaluate_all",
+    "load_claims",
+    "load_deviations",
+]

@@ -1,0 +1,478 @@
+"""Results sets: the per-fold numbers claims are judged against (read, validate, write).
+
+A results set is a folder (see docs/ARCHITECTURE.md) with `fold_metrics.csv` (required),
+`predictions.csv` and `manifest.json` (optional). `load_results_set("paper")` is the authors' own
+per-fold numbers in `expected_results/paper/`. Every problem with a file is reported in ONE
+`ResultsError` that names the file and lists what is wrong, so a bad set never half-loads.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import tempfile
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from harness import __version__
+from harness.paths import EXPECTED_RESULTS
+
+METHODS = ("end_to_end", "linear_probe", "lora")
+TEST_SETS = ("AMi-Br", "AtNorM-Br", "AtNorM-MD")
+LABELS = ("Atypical", "Normal")
+METRICS = ("balanced_accuracy", "auroc", "pr_auc")
+FOLD_COLUMNS = ("model", "method", "dataset", "fold", "balanced_accuracy", "auroc", "pr_auc")
+PRED_COLUMNS = ("model", "method", "dataset", "fold", "image", "label", "prob_atypical")
+PAPER_SET = EXPECTED_RESULTS / "paper"
+MAX_LISTED = 12  # problems listed in one error message
+
+# Harness model keys -> the names the paper (and the authors' outputs) print.
+MODEL_NAMES = {
+    "uni": "UNI",
+    "uni2-h": "UNI2-h",
+    "virchow": "Virchow",
+    "virchow2": "Virchow2",
+    "prov-gigapath": "Prov-Gigapath",
+    "h-optimus-0": "H-Optimus-0",
+    "h-optimus-1": "H-Optimus-1",
+    "h0-mini": "H0-mini",
+    "vit-l16": "Vision Transformer",
+    "vit": "Vision Transformer",
+    "swin-b": "Swin Transformer",
+    "swin": "Swin Transformer",
+    "efficientnetv2-m": "EfficientNetV2",
+    "efficientnetv2": "EfficientNetV2",
+}
+_BY_LOWER = {k.lower(): v for k, v in MODEL_NAMES.items()} | {
+    v.lower(): v for v in MODEL_NAMES.values()
+}
+
+
+class ResultsError(ValueError):
+    """A results set is missing, incomplete or inconsistent; the message names the file."""
+
+
+def canonical_model(name: str) -> str:
+    """The paper's name for a model given a harness key or any casing ('virchow2' -> 'Virchow2')."""
+    return _BY_LOWER.get(name.strip().lower(), name.strip())
+
+
+def config_key(model: str, method: str) -> str:
+    """The manifest key of a configuration: '<model>|<method>' with the paper's model name."""
+    return f"{canonical_model(model)}|{method}"
+
+
+@dataclass(frozen=True)
+class FoldRow:
+    """One fold of one configuration evaluated on one test set."""
+
+    model: str
+    method: str
+    dataset: str
+    fold: int
+    balanced_accuracy: float
+    auroc: float
+    pr_auc: float | None = None
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One image's predicted probability of being atypical, for one fold's model."""
+
+    model: str
+    method: str
+    dataset: str
+    fold: int
+    image: str
+    label: str
+    prob_atypical: float
+
+
+@dataclass
+class ResultsSet:
+    """A validated results set; lookups use the paper's model names."""
+
+    name: str
+    path: Path | None
+    rows: tuple[FoldRow, ...]
+    predictions: tuple[Prediction, ...] | None = None
+    manifest: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._cells: dict[tuple[str, str, str], list[FoldRow]] = defaultdict(list)
+        for row in self.rows:
+            self._cells[(row.model, row.method, row.dataset)].append(row)
+        for cell in self._cells.values():
+            cell.sort(key=lambda r: r.fold)
+
+    @property
+    def configurations(self) -> list[tuple[str, str]]:
+        """(model, method) pairs present, in first-seen order."""
+        seen: dict[tuple[str, str], None] = {}
+        for row in self.rows:
+            seen.setdefault((row.model, row.method), None)
+        return list(seen)
+
+    @property
+    def datasets(self) -> list[str]:
+        return sorted({row.dataset for row in self.rows})
+
+    @property
+    def protocol(self) -> str:
+        """Which protocol produced the numbers, in words (from the manifest)."""
+        m = self.manifest
+        if m.get("protocol"):
+            return str(m["protocol"])
+        parts = [
+            f"preset {m['preset']}" if m.get("preset") else None,
+            f"tier {m['tier']}" if m.get("tier") else None,
+            f"{m['data']} data" if m.get("data") else None,
+        ]
+        text = ", ".join(p for p in parts if p)
+        return text or "unknown (no manifest.json)"
+
+    def has(self, model: str, method: str, dataset: str | None = None) -> bool:
+        model = canonical_model(model)
+        if dataset is None:
+            return any(k[0] == model and k[1] == method for k in self._cells)
+        return (model, method, dataset) in self._cells
+
+    def folds(self, model: str, method: str, dataset: str) -> list[int]:
+        return [r.fold for r in self._cells.get((canonical_model(model), method, dataset), [])]
+
+    def values(self, model: str, method: str, dataset: str, metric: str) -> np.ndarray:
+        """Per-fold values of one metric, ordered by fold (empty if the cell is absent)."""
+        rows = self._cells.get((canonical_model(model), method, dataset), [])
+        vals = [getattr(r, metric) for r in rows]
+        return np.array([v for v in vals if v is not None], dtype=float)
+
+    def config_entry(self, model: str, method: str) -> dict:
+        """The manifest's entry for a configuration (status, reason, settings), or {}."""
+        configs = self.manifest.get("configs") or {}
+        want = config_key(model, method)
+        for key, entry in configs.items():
+            m, _, meth = key.partition("|")
+            if config_key(m, meth) == want:
+                return entry if isinstance(entry, dict) else {}
+        return {}
+
+    def absence_reason(self, model: str, method: str, dataset: str | None = None) -> str:
+        """Why a configuration has no rows: the manifest's reason, else a plain statement."""
+        reason = self.config_entry(model, method).get("reason")
+        what = f"{canonical_model(model)} ({method.replace('_', ' ')})"
+        if reason:
+            return f"{what}: {reason}"
+        where = f" on {dataset}" if dataset else ""
+        return f"the results set has no rows for {what}{where}"
+
+    def predictions_for(self, model: str, method: str, dataset: str) -> dict[int, tuple]:
+        """fold -> (image names, is_atypical bool array, prob_atypical array)."""
+        out: dict[int, list[Prediction]] = defaultdict(list)
+        for p in self.predictions or ():
+            if (p.model, p.method, p.dataset) == (canonical_model(model), method, dataset):
+                out[p.fold].append(p)
+        result = {}
+        for fold, preds in sorted(out.items()):
+            preds.sort(key=lambda p: p.image)
+            result[fold] = (
+                [p.image for p in preds],
+                np.array([p.label == "Atypical" for p in preds]),
+                np.array([p.prob_atypical for p in preds], dtype=float),
+            )
+        return result
+
+
+# ------------------------------------------------------------------------------- validation
+def _number(value, *, allow_empty: bool = False) -> tuple[float | None, str | None]:
+    """Parse one metric cell: (value, problem)."""
+    if value is None or (isinstance(value, str) and value.strip() == ""):
+        return (None, None) if allow_empty else (None, "is empty")
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return None, f"is not a number ({value!r})"
+    if math.isnan(x) or not 0.0 <= x <= 1.0:
+        return None, f"is outside [0, 1] ({value!r})"
+    return x, None
+
+
+def _fold(value) -> tuple[int | None, str | None]:
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        return None, f"fold {value!r} is not an integer"
+    if not f.is_integer() or f < 1:
+        return None, f"fold {value!r} is not an integer >= 1"
+    return int(f), None
+
+
+def _known_dataset(name: str) -> bool:
+    return name in TEST_SETS or (name.startswith("synthetic:") and len(name) > len("synthetic:"))
+
+
+def _raise(source: str, problems: list[str]) -> None:
+    if not problems:
+        return
+    shown = problems[:MAX_LISTED]
+    more = f"\n  ... and {len(problems) - MAX_LISTED} more" if len(problems) > MAX_LISTED else ""
+    raise ResultsError(f"{source}: {len(problems)} problem(s):\n  " + "\n  ".join(shown) + more)
+
+
+def validate_fold_rows(rows: Iterable[Mapping], source: str = "fold_metrics.csv") -> list[FoldRow]:
+    """Check fold-metric rows (dicts keyed by FOLD_COLUMNS); one ResultsError lists every problem.
+
+    Checks: columns, numbers in [0, 1], known method and test set, no duplicate
+    (model, method, dataset, fold), and no holes: within a configuration every test set has the
+    same folds, and every configuration covers the same test sets.
+    """
+    rows = list(rows)
+    problems: list[str] = []
+    if not rows:
+        _raise(source, ["no rows (a results set needs at least one fold)"])
+    columns = set().union(*(r.keys() for r in rows))
+    missing = [c for c in FOLD_COLUMNS if c not in columns and c != "pr_auc"]
+    if missing:
+        _raise(
+            source, [f"missing column(s): {', '.join(missing)} (needs {', '.join(FOLD_COLUMNS)})"]
+        )
+    out: list[FoldRow] = []
+    seen: dict[tuple, int] = {}
+    for i, raw in enumerate(rows, start=2):  # line 1 is the header
+        where = f"line {i}"
+        model = str(raw.get("model") or "").strip()
+        method = str(raw.get("method") or "").strip()
+        dataset = str(raw.get("dataset") or "").strip()
+        bad = False
+        if not model:
+            problems.append(f"{where}: empty model")
+            bad = True
+        if method not in METHODS:
+            problems.append(f"{where}: unknown method {method!r} (one of {', '.join(METHODS)})")
+            bad = True
+        if not _known_dataset(dataset):
+            problems.append(
+                f"{where}: unknown dataset {dataset!r} (one of {', '.join(TEST_SETS)} "
+                "or synthetic:<name>)"
+            )
+            bad = True
+        fold, problem = _fold(raw.get("fold"))
+        if problem:
+            problems.append(f"{where}: {problem}")
+            bad = True
+        metrics = {}
+        for metric in METRICS:
+            value, problem = _number(raw.get(metric), allow_empty=metric == "pr_auc")
+            if problem:
+                problems.append(f"{where}: {metric} {problem}")
+                bad = True
+            metrics[metric] = value
+        if bad:
+            continue
+        model = canonical_model(model)
+        key = (model, method, dataset, fold)
+        if key in seen:
+            problems.append(
+                f"{where}: duplicate row for {model} | {method} | {dataset} | fold {fold} "
+                f"(first at line {seen[key]})"
+            )
+            continue
+        seen[key] = i
+        out.append(FoldRow(model, method, dataset, fold, **metrics))
+    _raise(source, problems)  # holes only make sense once every row is readable
+    _raise(source, _holes(out))
+    return out
+
+
+def _holes(rows: list[FoldRow]) -> list[str]:
+    """Configurations whose (test set, fold) grid is incomplete."""
+    grid: dict[tuple[str, str], dict[str, set[int]]] = defaultdict(lambda: defaultdict(set))
+    for r in rows:
+        grid[(r.model, r.method)][r.dataset].add(r.fold)
+    all_sets = {r.dataset for r in rows}
+    problems = []
+    for (model, method), by_set in grid.items():
+        name = f"{model} | {method}"
+        folds = set().union(*by_set.values())
+        for dataset in sorted(all_sets):
+            have = by_set.get(dataset, set())
+            if not have:
+                problems.append(
+                    f"{name} has no rows for test set {dataset} (other configurations do)"
+                )
+                continue
+            lacking = sorted(folds - have)
+            if lacking:
+                problems.append(
+                    f"{name} lacks fold(s) {', '.join(map(str, lacking))} on {dataset} "
+                    "(present on another test set)"
+                )
+    return problems
+
+
+def validate_predictions(
+    rows: Iterable[Mapping], folds: list[FoldRow], source: str = "predictions.csv"
+) -> list[Prediction]:
+    """Check per-image predictions; each (configuration, test set, fold) must exist in the folds."""
+    rows = list(rows)
+    problems: list[str] = []
+    columns = set().union(*(r.keys() for r in rows)) if rows else set(PRED_COLUMNS)
+    missing = [c for c in PRED_COLUMNS if c not in columns]
+    if missing:
+        _raise(
+            source, [f"missing column(s): {', '.join(missing)} (needs {', '.join(PRED_COLUMNS)})"]
+        )
+    cells = {(r.model, r.method, r.dataset, r.fold) for r in folds}
+    out, seen, orphan = [], set(), set()
+    for i, raw in enumerate(rows, start=2):
+        where = f"line {i}"
+        fold, problem = _fold(raw.get("fold"))
+        if problem:
+            problems.append(f"{where}: {problem}")
+            continue
+        label = str(raw.get("label") or "").strip()
+        if label not in LABELS:
+            problems.append(f"{where}: label {label!r} is not one of {', '.join(LABELS)}")
+            continue
+        prob, problem = _number(raw.get("prob_atypical"))
+        if problem:
+            problems.append(f"{where}: prob_atypical {problem}")
+            continue
+        model = canonical_model(str(raw.get("model") or ""))
+        key = (model, str(raw.get("method")).strip(), str(raw.get("dataset")).strip(), fold)
+        image = str(raw.get("image") or "").strip()
+        if key not in cells:
+            orphan.add(key)
+            continue
+        if (key, image) in seen:
+            problems.append(
+                f"{where}: duplicate prediction for {image} in {' | '.join(map(str, key))}"
+            )
+            continue
+        seen.add((key, image))
+        out.append(Prediction(*key, image=image, label=label, prob_atypical=prob))
+    for key in sorted(orphan, key=str):
+        problems.append(
+            f"predictions for {' | '.join(map(str, key))} but fold_metrics.csv has no such fold"
+        )
+    _raise(source, problems)
+    return out
+
+
+# --------------------------------------------------------------------------------- reading
+def _read_csv(path: Path) -> list[dict]:
+    try:
+        with path.open(newline="", encoding="utf-8") as fh:
+            reader = csv.DictReader(fh)
+            if reader.fieldnames is None:
+                _raise(str(path), ["the file is empty (no header)"])
+            return [dict(r) for r in reader]
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise ResultsError(f"{path}: cannot be read ({exc})") from exc
+
+
+def resolve(spec: str | os.PathLike) -> Path:
+    """'paper' -> expected_results/paper; a folder, or a fold_metrics.csv inside one."""
+    if str(spec) == "paper":
+        return PAPER_SET
+    path = Path(spec).expanduser()
+    if path.is_file() and path.name == "fold_metrics.csv":
+        path = path.parent
+    return path
+
+
+def load_results_set(spec: str | os.PathLike = "paper") -> ResultsSet:
+    """Load and validate a results set ('paper' or a folder); raises ResultsError."""
+    folder = resolve(spec)
+    metrics_file = folder / "fold_metrics.csv"
+    if not folder.is_dir():
+        raise ResultsError(
+            f"{folder}: results set folder does not exist (expected fold_metrics.csv in it)"
+        )
+    if not metrics_file.is_file():
+        raise ResultsError(f"{metrics_file}: missing (every results set needs fold_metrics.csv)")
+    rows = validate_fold_rows(_read_csv(metrics_file), str(metrics_file))
+    manifest: dict = {}
+    manifest_file = folder / "manifest.json"
+    if manifest_file.is_file():
+        try:
+            manifest = json.loads(manifest_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ResultsError(f"{manifest_file}: not valid JSON ({exc})") from exc
+        if not isinstance(manifest, dict):
+            raise ResultsError(f"{manifest_file}: must hold a JSON object")
+        if not isinstance(manifest.get("configs", {}), dict):
+            raise ResultsError(f"{manifest_file}: 'configs' must map '<model>|<method>' to objects")
+    predictions = None
+    pred_file = folder / "predictions.csv"
+    if pred_file.is_file():
+        predictions = tuple(validate_predictions(_read_csv(pred_file), rows, str(pred_file)))
+    name = manifest.get("name") or ("paper" if folder == PAPER_SET else folder.name)
+    return ResultsSet(str(name), folder, tuple(rows), predictions, manifest)
+
+
+# --------------------------------------------------------------------------------- writing
+def _as_dict(row) -> dict:
+    return asdict(row) if hasattr(row, "__dataclass_fields__") else dict(row)
+
+
+def _csv_text(columns: tuple[str, ...], rows: list[dict]) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({c: "" if row.get(c) is None else row.get(c) for c in columns})
+    return buf.getvalue()
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    """Write via a temporary file in the same folder and os.replace (never a half file)."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_results_set(
+    directory: str | os.PathLike,
+    fold_rows: Iterable,
+    predictions: Iterable | None = None,
+    manifest: Mapping | None = None,
+) -> Path:
+    """Validate, then write a results set atomically; returns the folder.
+
+    Rows may be FoldRow/Prediction objects or dicts. Each file is written to a temporary file and
+    moved into place with os.replace; predictions.csv (and manifest.json) are replaced before
+    fold_metrics.csv. `predictions=None` leaves an existing predictions.csv alone; `created` and
+    `harness_version` are filled in the manifest when absent.
+    """
+    folder = Path(directory)
+    fold_dicts = [_as_dict(r) for r in fold_rows]
+    rows = validate_fold_rows(fold_dicts, str(folder / "fold_metrics.csv"))
+    pred_dicts = None
+    if predictions is not None:
+        pred_dicts = [_as_dict(p) for p in predictions]
+        validate_predictions(pred_dicts, rows, str(folder / "predictions.csv"))
+    folder.mkdir(parents=True, exist_ok=True)
+    if pred_dicts is not None:
+        _atomic_write(folder / "predictions.csv", _csv_text(PRED_COLUMNS, pred_dicts))
+    if manifest is not None:
+        full = dict(manifest)
+        full.setdefault("created", datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        full.setdefault("harness_version", __version__)
+        _atomic_write(folder / "manifest.json", json.dumps(full, indent=2, sort_keys=True) + "\n")
+    _atomic_write(folder / "fold_metrics.csv", _csv_text(FOLD_COLUMNS, [_as_dict(r) for r in rows]))
+    return folder

@@ -1,0 +1,254 @@
+"""Statistics for judging claims: the paper's tests, bootstrap intervals and tolerance rules.
+
+Tolerance rules (documented for readers in expected_results/README.md):
+
+* fold_spread (a Table 3 mean): delta = max(floor, k * s_ref * sqrt(1/n_ref + 1/n_obs)), s_ref the
+  reference folds' standard deviation (ddof=1). |observed - expected| <= delta passes, above
+  expected + delta is passed-and-better, below expected - delta fails.
+* std_interval (a Table 3 std): the observed fold std must lie in the chi-square interval of a
+  sample std of n_obs folds whose true sigma is the paper's (ddof=1 equivalent), widened by the
+  printed rounding; below the interval is passed-and-better (steadier folds), above fails.
+* rank margin: two configurations are "in the wrong order" only when the gap exceeds
+  k * sqrt(s_a^2/n_a + s_b^2/n_b) (ddof=1 fold spreads); smaller reversals are inconclusive.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats as sps
+
+ALPHA = 0.05  # assumption: the significance threshold of Table 4 (lost from the text)
+PASSED, BETTER, FAILED, INCONCLUSIVE, NOT_RUN = (
+    "passed",
+    "passed-and-better",
+    "failed",
+    "inconclusive",
+    "not run",
+)
+STATUSES = (PASSED, BETTER, FAILED, INCONCLUSIVE, NOT_RUN)
+
+
+@dataclass(frozen=True)
+class TestResult:
+    """Outcome of one hypothesis test, with how the samples were formed."""
+
+    test: str
+    statistic: float
+    pvalue: float
+    n_x: int
+    n_y: int
+    effect: float  # median paired difference (y - x) or P(X > Y) for Mann-Whitney
+    pairing: str
+
+    def significant(self, alpha: float = ALPHA) -> bool:
+        return self.pvalue < alpha
+
+
+def wilcoxon_paired(x, y, *, pairing: str = "paired") -> TestResult:
+    """Two-sided Wilcoxon signed-rank test of y - x (exact for small n without ties)."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    if x.shape != y.shape or x.size == 0:
+        raise ValueError(
+            f"paired samples must be equal-length and non-empty ({x.size} vs {y.size})"
+        )
+    res = sps.wilcoxon(y, x, alternative="two-sided")
+    return TestResult(
+        "Wilcoxon signed-rank",
+        float(res.statistic),
+        float(res.pvalue),
+        x.size,
+        y.size,
+        float(np.median(y - x)),
+        pairing,
+    )
+
+
+def mann_whitney(x, y, *, pairing: str = "unpaired") -> TestResult:
+    """Two-sided Mann-Whitney U test; effect is P(X > Y) + P(X = Y)/2 (0.5 = no difference)."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    if x.size == 0 or y.size == 0:
+        raise ValueError("Mann-Whitney U needs two non-empty samples")
+    res = sps.mannwhitneyu(x, y, alternative="two-sided")
+    return TestResult(
+        "Mann-Whitney U",
+        float(res.statistic),
+        float(res.pvalue),
+        x.size,
+        y.size,
+        float(res.statistic) / (x.size * y.size),
+        pairing,
+    )
+
+
+# ------------------------------------------------------------------------------- bootstrap
+def bootstrap_mean_ci(
+    values, confidence: float = 0.95, n_resamples: int = 9999, seed: int = 0
+) -> tuple[float, float]:
+    """Bootstrap CI of a mean of fold values (percentile; a single or constant value -> point)."""
+    v = np.asarray(values, float)
+    if v.size == 0:
+        raise ValueError("no values")
+    if v.size == 1 or np.all(v == v[0]):
+        return float(v[0]), float(v[0])
+    res = sps.bootstrap(
+        (v,),
+        np.mean,
+        confidence_level=confidence,
+        n_resamples=n_resamples,
+        method="percentile",
+        rng=np.random.default_rng(seed),
+    )
+    return float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+
+def sensitivity_specificity(
+    is_atypical, prob_atypical, threshold: float = 0.5
+) -> tuple[float, float]:
+    """(sensitivity, specificity) of the atypical class at the paper's threshold.
+
+    The authors' scripts call Normal when sigmoid(logit) > 0.5, i.e. atypical when
+    prob_atypical >= threshold.
+    """
+    y = np.asarray(is_atypical, bool)
+    pred = np.asarray(prob_atypical, float) >= threshold
+    if y.all() or (~y).all():
+        raise ValueError("sensitivity and specificity need both classes")
+    return float(pred[y].mean()), float((~pred[~y]).mean())
+
+
+def balanced_accuracy(is_atypical, prob_atypical, threshold: float = 0.5) -> float:
+    sens, spec = sensitivity_specificity(is_atypical, prob_atypical, threshold)
+    return (sens + spec) / 2
+
+
+def auroc(is_atypical, prob_atypical) -> float:
+    """Area under the ROC curve (Mann-Whitney form; identical for either positive class)."""
+    y = np.asarray(is_atypical, bool)
+    s = np.asarray(prob_atypical, float)
+    ranks = sps.rankdata(s)
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    if n_pos == 0 or n_neg == 0:
+        raise ValueError("AUROC needs both classes")
+    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+PER_SAMPLE_METRICS = {
+    "balanced_accuracy": balanced_accuracy,
+    "auroc": auroc,
+    "sensitivity": lambda y, p: sensitivity_specificity(y, p)[0],
+    "specificity": lambda y, p: sensitivity_specificity(y, p)[1],
+}
+
+
+def bootstrap_prediction_ci(
+    is_atypical,
+    probs_by_fold,
+    metric: str,
+    confidence: float = 0.95,
+    n_resamples: int = 999,
+    seed: int = 0,
+) -> tuple[float, float, float]:
+    """(estimate, low, high) of a fold-averaged metric, resampling images (same draw in every fold).
+
+    probs_by_fold: array (folds x images), every fold's model scoring the same images.
+    """
+    y = np.asarray(is_atypical, bool)
+    p = np.atleast_2d(np.asarray(probs_by_fold, float))
+    fn = PER_SAMPLE_METRICS[metric]
+
+    def stat(idx):
+        idx = np.asarray(idx, int)
+        yy = y[idx]
+        if yy.all() or (~yy).all():
+            return np.nan
+        return float(np.mean([fn(yy, row[idx]) for row in p]))
+
+    estimate = stat(np.arange(y.size))
+    res = sps.bootstrap(
+        (np.arange(y.size),),
+        stat,
+        vectorized=False,
+        confidence_level=confidence,
+        n_resamples=n_resamples,
+        method="percentile",
+        rng=np.random.default_rng(seed),
+    )
+    return estimate, float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+
+# ---------------------------------------------------------------------------- tolerances
+def equivalence_margin(
+    s_ref: float, n_ref: int, n_obs: int, *, floor: float = 0.005, k: float = 2.0
+) -> float:
+    """delta = max(floor, k * s_ref * sqrt(1/n_ref + 1/n_obs))."""
+    return max(floor, k * s_ref * math.sqrt(1.0 / n_ref + 1.0 / n_obs))
+
+
+@dataclass(frozen=True)
+class Judgement:
+    status: str
+    low: float
+    high: float
+    note: str = ""
+
+
+def judge_mean(observed: float, expected: float, delta: float) -> Judgement:
+    """Equivalence test of a mean against the paper's value with margin delta."""
+    lo, hi = expected - delta, expected + delta
+    if observed > hi:
+        return Judgement(
+            BETTER, lo, hi, f"above the paper by {observed - expected:.4f} (> {delta:.4f})"
+        )
+    if observed < lo:
+        return Judgement(
+            FAILED, lo, hi, f"below the paper by {expected - observed:.4f} (> {delta:.4f})"
+        )
+    return Judgement(PASSED, lo, hi, f"within {delta:.4f} of the paper")
+
+
+def std_interval(
+    expected_pop_std: float,
+    n_ref: int,
+    n_obs: int,
+    *,
+    confidence: float = 0.95,
+    floor: float = 1e-4,
+) -> tuple[float, float]:
+    """Interval for the population std (ddof=0) of n_obs folds if the true sigma is the paper's.
+
+    The paper's std (ddof=0 over n_ref folds) becomes a ddof=1 sigma; a ddof=1 sample std of n_obs
+    folds then satisfies (n_obs-1) s^2 / sigma^2 ~ chi2(n_obs-1). Bounds go back to ddof=0 and
+    widen by `floor` (the 4-decimal printing).
+    """
+    if n_obs < 2:
+        raise ValueError("a standard deviation needs at least 2 folds")
+    sigma = expected_pop_std * math.sqrt(n_ref / (n_ref - 1))
+    df = n_obs - 1
+    a = 1 - confidence
+    lo1 = sigma * math.sqrt(sps.chi2.ppf(a / 2, df) / df)
+    hi1 = sigma * math.sqrt(sps.chi2.ppf(1 - a / 2, df) / df)
+    to_pop = math.sqrt((n_obs - 1) / n_obs)
+    return max(0.0, lo1 * to_pop - floor), hi1 * to_pop + floor
+
+
+def judge_std(observed_pop_std: float, low: float, high: float) -> Judgement:
+    if observed_pop_std > high:
+        return Judgement(FAILED, low, high, f"fold spread {observed_pop_std:.4f} above {high:.4f}")
+    if observed_pop_std < low:
+        return Judgement(
+            BETTER, low, high, f"folds steadier than the paper ({observed_pop_std:.4f} < {low:.4f})"
+        )
+    return Judgement(PASSED, low, high, f"within [{low:.4f}, {high:.4f}]")
+
+
+def difference_margin(sd_a: float, n_a: int, sd_b: float, n_b: int, *, k: float = 2.0) -> float:
+    """Noise margin for the gap between two fold means: k * sqrt(s_a^2/n_a + s_b^2/n_b)."""
+    return k * math.sqrt(sd_a**2 / n_a + sd_b**2 / n_b)
+
+
+def printed_tolerance(expected: float, step: float, rel: float = 0.0) -> float:
+    """Half a unit of the printed last digit, or rel * |expected|, whichever is larger."""
+    return max(step / 2.0, rel * abs(expected))

@@ -1,0 +1,329 @@
+"""The claims engine: registry validation, verdict logic, and the lowered-cell test.
+
+The key test lowers one Table 3 cell by 0.05 in every fold and checks that exactly the claims
+that cell decides change verdict (a claims suite that cannot fail is worthless).
+"""
+
+from __future__ import annotations
+
+import csv
+import sys
+import types
+
+import numpy as np
+import pytest
+import yaml
+
+from harness import claims as cl
+from harness import stats as st
+from harness.results import PAPER_SET, write_results_set
+
+NEEDS_RESULTS = ("results", "predictions", "run")
+
+
+def paper_rows() -> list[dict]:
+    with open(PAPER_SET / "fold_metrics.csv", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def make_set(tmp_path, rows, predictions=None, manifest=None, name="test"):
+    manifest = {"name": name, "tier": "full", "preset": "paper", **(manifest or {})}
+    return write_results_set(tmp_path / name, rows, predictions=predictions, manifest=manifest)
+
+
+@pytest.fixture(scope="module")
+def result_claims() -> list[cl.Claim]:
+    return [c for c in cl.load_claims() if c.needs in NEEDS_RESULTS]
+
+
+def verdicts(claims, folder) -> dict[str, str]:
+    ctx = cl.build_context(folder)
+    return {r.claim.id: r.status for r in cl.evaluate_all(claims, ctx, strict=True)}
+
+
+def test_lowered_cell_fails_exactly_the_claims_it_decides(tmp_path, result_claims):
+    rows = paper_rows()
+    for r in rows:
+        if (r["model"], r["method"], r["dataset"]) == ("Virchow2", "lora", "AMi-Br"):
+            r["balanced_accuracy"] = f"{float(r['balanced_accuracy']) - 0.05:.4f}"
+    lowered = make_set(tmp_path, rows, manifest={"tier": "paper"}, name="lowered")
+    before = verdicts(result_claims, "paper")
+    after = verdicts(result_claims, lowered)
+    changed = {k for k in before if before[k] != after[k]}
+    assert changed == {
+        "table3.virchow2.lora.amibr.bacc.mean",  # the cell itself (its std is unchanged)
+        "s5.amibr.virchow2.lora.bacc",  # §5 quotes it (0.8135)
+        "abstract.max.amibr",  # it was the abstract's maximum
+        "s5.amibr.best.bacc",  # best configuration on AMi-Br
+        "s5.amibr.best-lora.bacc",  # best LoRA model on AMi-Br
+    }
+    assert {after[k] for k in changed} == {st.FAILED}
+    assert after["table3.virchow2.lora.amibr.bacc.std"] == st.PASSED
+
+
+def test_paper_set_fails_only_known_contradictions(result_claims):
+    ctx = cl.build_context("paper")
+    for r in cl.evaluate_all(result_claims, ctx, strict=True):
+        assert not r.unexpected, (r.claim.id, r.verdict.reason)
+
+
+def test_registry_covers_every_table3_cell():
+    claims = cl.load_claims()
+    ids = [c.id for c in claims]
+    assert len(ids) == len(set(ids))
+    cells = {
+        (
+            c.params["model"],
+            c.params["method"],
+            c.params["dataset"],
+            c.params["metric"],
+            c.params["stat"],
+        )
+        for c in claims
+        if c.section == "Table 3"
+    }
+    assert len(cells) == 17 * 3 * 2 * 2
+    for config in cl.TABLE3_CONFIGS:
+        model, method = cl.split_config(config)
+        assert (model, method, "AtNorM-MD", "auroc", "std") in cells
+
+
+def write_registry(tmp_path, claims, paper=cl.PAPER_VERSION):
+    (tmp_path / "x.yaml").write_text(yaml.safe_dump({"paper": paper, "claims": claims}))
+    return tmp_path
+
+
+GOOD = {
+    "id": "a.b",
+    "statement": "s",
+    "source": "§1",
+    "section": "S",
+    "kind": "table_cell",
+    "needs": "results",
+    "expected": 1,
+    "tolerance": {"rule": "exact"},
+}
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"kind": "telepathy"}, "x.yaml, claim 'a.b': unknown kind 'telepathy'"),
+        ({"needs": "luck"}, "x.yaml, claim 'a.b': needs 'luck'"),
+        ({"tolerance": {"rule": "vibes"}}, "x.yaml, claim 'a.b': tolerance"),
+        ({"source": None}, "x.yaml, claim 'a.b': missing field(s) source"),
+    ],
+)
+def test_bad_registry_names_file_and_claim(tmp_path, change, message):
+    with pytest.raises(cl.RegistryError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        cl.load_claims(write_registry(tmp_path, [{**GOOD, **change}]))
+
+
+def test_registry_duplicate_ids_and_version_pin(tmp_path):
+    with pytest.raises(cl.RegistryError, match="duplicate id"):
+        cl.load_claims(write_registry(tmp_path, [GOOD, GOOD]))
+    with pytest.raises(cl.RegistryError, match="pinned to paper"):
+        cl.load_claims(write_registry(tmp_path, [GOOD], paper="arXiv 2506.21444v1"))
+
+
+def test_absent_configuration_is_not_run_with_manifest_reason(tmp_path, result_claims):
+    rows = [r for r in paper_rows() if r["method"] == "end_to_end"]
+    folder = make_set(
+        tmp_path,
+        rows,
+        manifest={
+            "configs": {
+                "uni|lora": {"status": "not run", "reason": "needs a GPU and the weights of UNI"}
+            }
+        },
+    )
+    ctx = cl.build_context(folder)
+    by_id = {c.id: c for c in result_claims}
+    r = cl.evaluate(by_id["table3.uni.lora.amibr.bacc.mean"], ctx)
+    assert r.status == st.NOT_RUN and "needs a GPU and the weights of UNI" in r.verdict.reason
+    r = cl.evaluate(by_id["table3.virchow.lp.amibr.bacc.mean"], ctx)
+    assert r.status == st.NOT_RUN and "has no rows for Virchow (linear probe)" in r.verdict.reason
+    assert cl.evaluate(by_id["abstract.max.amibr"], ctx).status == st.NOT_RUN
+    assert (
+        cl.evaluate(by_id["table3.swin-transformer.baseline.amibr.bacc.mean"], ctx).status
+        == st.PASSED
+    )
+
+
+def test_fewer_folds_is_inconclusive_with_numbers(tmp_path, result_claims):
+    rows = [r for r in paper_rows() if r["fold"] in ("1", "2", "3")]
+    ctx = cl.build_context(make_set(tmp_path, rows))
+    by_id = {c.id: c for c in result_claims}
+    r = cl.evaluate(by_id["table3.virchow2.lora.amibr.bacc.mean"], ctx)
+    assert r.status == st.INCONCLUSIVE and "only 3 of the 5 folds" in r.verdict.reason
+    assert cl.evaluate(by_id["t4.amibr.wilcoxon.lp-vs-lora"], ctx).status == st.INCONCLUSIVE
+    assert cl.evaluate(by_id["s4.folds"], ctx).status == st.INCONCLUSIVE
+
+
+def test_better_results_are_passed_and_better(tmp_path, result_claims):
+    rows = paper_rows()
+    for r in rows:
+        if (r["model"], r["method"], r["dataset"]) == ("UNI", "lora", "AtNorM-MD"):
+            r["auroc"] = f"{float(r['auroc']) + 0.08:.4f}"
+    ctx = cl.build_context(make_set(tmp_path, rows))
+    claim = next(c for c in result_claims if c.id == "table3.uni.lora.atnorm-md.auroc.mean")
+    assert cl.evaluate(claim, ctx).status == st.BETTER
+
+
+def test_reversed_strategies_fail_the_wilcoxon_claim(tmp_path, result_claims):
+    rows = paper_rows()
+    swap = {"lora": "linear_probe", "linear_probe": "lora"}
+    for r in rows:
+        r["method"] = swap.get(r["method"], r["method"])
+    ctx = cl.build_context(make_set(tmp_path, rows))
+    claim = next(c for c in result_claims if c.id == "t4.atnorm-br.wilcoxon.lp-vs-lora")
+    r = cl.evaluate(claim, ctx)
+    assert r.status == st.FAILED and "35 pairs" in r.verdict.reason
+
+
+def fake_models(counts):
+    mod = types.ModuleType("harness.models")
+    mod.parameter_count = lambda key, head=None: counts[(key, head)]
+    return mod
+
+
+def test_parameter_count_not_run_without_models(monkeypatch):
+    claim = next(c for c in cl.load_claims() if c.id == "table2.virchow.params")
+    monkeypatch.setitem(sys.modules, "harness.models", None)  # import fails
+    r = cl.evaluate(claim, cl.Context())
+    assert r.status == st.NOT_RUN and "parameter_count is not available" in r.verdict.reason
+    monkeypatch.setitem(
+        sys.modules, "harness.models", fake_models({("virchow", None): 631_229_184})
+    )
+    assert cl.evaluate(claim, cl.Context()).status == st.PASSED  # -0.12 %, inside 0.5 %
+    monkeypatch.setitem(
+        sys.modules, "harness.models", fake_models({("virchow", None): 640_000_000})
+    )
+    assert cl.evaluate(claim, cl.Context()).status == st.FAILED
+
+
+def test_dataset_claims_need_the_data():
+    claim = cl.Claim(
+        "d",
+        "s",
+        "T1",
+        "Datasets",
+        "dataset_figure",
+        "data",
+        {"rule": "exact"},
+        {"dataset": "AMi-Br", "field": "total"},
+        3720,
+    )
+    r = cl.evaluate(claim, cl.Context(data_root=None, data_hint="/nowhere"))
+    assert r.status == st.NOT_RUN and "needs the public datasets at /nowhere" in r.verdict.reason
+
+
+def test_smoke_kinds_have_a_marked_place(monkeypatch):
+    claim = cl.Claim("s", "s", "-", "Smoke", "smoke_above_chance", "run", {"rule": "exact"})
+    monkeypatch.setitem(sys.modules, "harness.train", types.ModuleType("harness.train"))
+    r = cl.evaluate(claim, cl.build_context("paper"))
+    assert r.status == st.NOT_RUN and "evaluate_smoke_claim is not available" in r.verdict.reason
+
+
+def predictions_for(rows, sens, spec, n_pos=184, n_neg=642):
+    """Per-image predictions with exactly the given atypical-class sensitivity and specificity."""
+    out = []
+    for fold in range(1, 6):
+        for k in range(n_pos):
+            out.append(
+                {
+                    "model": "Virchow2",
+                    "method": "lora",
+                    "dataset": "AMi-Br",
+                    "fold": fold,
+                    "image": f"a{k}.png",
+                    "label": "Atypical",
+                    "prob_atypical": 0.9 if k < round(sens * n_pos) else 0.1,
+                }
+            )
+        for k in range(n_neg):
+            out.append(
+                {
+                    "model": "Virchow2",
+                    "method": "lora",
+                    "dataset": "AMi-Br",
+                    "fold": fold,
+                    "image": f"n{k}.png",
+                    "label": "Normal",
+                    "prob_atypical": 0.1 if k < round(spec * n_neg) else 0.9,
+                }
+            )
+    return out
+
+
+@pytest.mark.parametrize("sens, status", [(0.75, st.PASSED), (0.60, st.FAILED)])
+def test_sensitivity_from_predictions(tmp_path, result_claims, sens, status):
+    rows = paper_rows()
+    ctx = cl.build_context(make_set(tmp_path, rows, predictions_for(rows, sens, 0.876)))
+    by_id = {c.id: c for c in result_claims}
+    assert cl.evaluate(by_id["s5.amibr.sensitivity"], ctx).status == status
+    assert cl.evaluate(by_id["s5.amibr.specificity"], ctx).status == st.PASSED
+    cell = cl.evaluate(by_id["table3.virchow2.lora.amibr.bacc.mean"], ctx)
+    lo, hi = cell.verdict.details["ci95_images"]  # per-image bootstrap of the fold mean
+    assert lo <= (sens + 0.876) / 2 <= hi and "over images" in cell.verdict.reason
+    r = cl.evaluate(by_id["s5.atnorm-br.sensitivity"], ctx)
+    assert r.status == st.NOT_RUN and "no rows for Vision Transformer" in r.verdict.reason
+
+
+def test_protocol_settings_from_run_manifest(tmp_path, result_claims):
+    settings = {
+        "hyper": {"batch_size": 8, "max_epochs": 100, "early_stopping": 10},
+        "lora": {
+            "r": 8,
+            "lora_alpha": 16,
+            "lora_dropout": 0.3,
+            "target_modules": ["qkv", "proj", "fc1", "fc2"],
+        },
+    }
+    configs = {
+        "virchow2|lora": {"status": "done", "settings": settings},
+        "swin-b|end_to_end": {
+            "status": "done",
+            "settings": {"hyper": {"batch_size": 8, "early_stopping": 15}},
+        },
+    }
+    ctx = cl.build_context(
+        make_set(tmp_path, paper_rows(), manifest={"preset": "reference-code", "configs": configs})
+    )
+    by_id = {c.id: c for c in result_claims}
+    for cid in (
+        "s4.3.lora.rank",
+        "s4.3.lora.alpha",
+        "s4.3.lora.dropout",
+        "s4.3.lora.targets",
+        "s4.batch-size",
+    ):
+        assert cl.evaluate(by_id[cid], ctx).status == st.PASSED, cid
+    r = cl.evaluate(by_id["s4.early-stopping"], ctx)
+    assert r.status == st.FAILED and "virchow2|lora: 10" in r.verdict.reason
+    assert "reference-code" in r.verdict.reason
+    assert cl.evaluate(by_id["s4.threshold"], ctx).status == st.NOT_RUN
+    # configuration counts describe the paper's own experiment only
+    assert cl.evaluate(by_id["s4.2.seven-linear-probes"], ctx).status == st.NOT_RUN
+
+
+def test_unexpected_pass_of_a_contradiction_is_flagged():
+    claim = cl.Claim(
+        "c",
+        "s",
+        "-",
+        "S",
+        "table_cell",
+        "results",
+        {"rule": "exact"},
+        known_contradiction="because",
+    )
+    assert cl.ClaimResult(claim, cl.Verdict(st.PASSED, 1)).unexpected
+    assert cl.ClaimResult(claim, cl.Verdict(st.FAILED, 1)).confirmed_contradiction
+    with pytest.raises(ValueError):
+        cl.Verdict(st.NOT_RUN)  # a not-run verdict always carries a reason
+
+
+def test_cell_statistics_match_the_paper_convention():
+    cell = cl.Cell("m", "lora", "AMi-Br", "auroc", np.array([0.8, 0.9]))
+    assert cell.std == pytest.approx(0.05) and cell.sd == pytest.approx(0.05 * np.sqrt(2))

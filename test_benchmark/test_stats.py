@@ -1,0 +1,90 @@
+"""Statistics against values computed by hand (exact small-sample p-values, chi-square bounds)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats as sps
+
+from harness import stats as st
+
+
+def test_wilcoxon_exact_all_positive():
+    # 5 positive differences: the exact two-sided p is 2 / 2^5 = 0.0625 (never below 0.05).
+    r = st.wilcoxon_paired([0, 0, 0, 0, 0], [0.1, 0.2, 0.3, 0.4, 0.5])
+    assert r.pvalue == pytest.approx(0.0625)
+    assert r.effect == pytest.approx(0.3) and r.n_x == 5 and not r.significant()
+
+
+def test_wilcoxon_35_pairs_all_one_way_is_tiny():
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0.55, 0.65, 35)
+    r = st.wilcoxon_paired(x, x + rng.uniform(0.05, 0.2, 35))
+    assert r.pvalue == pytest.approx(2 / 2**35)  # exact: only the all-positive sign pattern
+    assert r.significant()
+
+
+def test_mann_whitney_exact_separated():
+    # x entirely above y, 3 vs 3: two-sided exact p = 2 / C(6,3) = 0.1, P(X > Y) = 1.
+    r = st.mann_whitney([4, 5, 6], [1, 2, 3])
+    assert r.pvalue == pytest.approx(0.1)
+    assert r.effect == 1.0 and r.statistic == 9
+
+
+def test_paired_lengths_checked():
+    with pytest.raises(ValueError):
+        st.wilcoxon_paired([1, 2], [1])
+
+
+def test_equivalence_margin_known_value():
+    assert st.equivalence_margin(0.01, 5, 5) == pytest.approx(2 * 0.01 * math.sqrt(0.4))
+    assert st.equivalence_margin(0.001, 5, 5) == 0.005  # the floor
+
+
+def test_judge_mean_three_ways():
+    assert st.judge_mean(0.80, 0.80, 0.01).status == st.PASSED
+    assert st.judge_mean(0.82, 0.80, 0.01).status == st.BETTER
+    assert st.judge_mean(0.78, 0.80, 0.01).status == st.FAILED
+
+
+def test_std_interval_matches_chi_square():
+    lo, hi = st.std_interval(0.02, 5, 5, floor=0.0)
+    sigma = 0.02 * math.sqrt(5 / 4)
+    assert lo == pytest.approx(sigma * math.sqrt(sps.chi2.ppf(0.025, 4) / 4) * math.sqrt(4 / 5))
+    assert hi == pytest.approx(sigma * math.sqrt(sps.chi2.ppf(0.975, 4) / 4) * math.sqrt(4 / 5))
+    assert lo < 0.02 < hi
+    assert st.judge_std(0.02, lo, hi).status == st.PASSED
+    assert st.judge_std(hi * 1.01, lo, hi).status == st.FAILED
+    assert st.judge_std(lo * 0.5, lo, hi).status == st.BETTER
+
+
+def test_bootstrap_mean_ci():
+    v = [0.80, 0.81, 0.82, 0.79, 0.83]
+    lo, hi = st.bootstrap_mean_ci(v)
+    assert lo < np.mean(v) < hi and hi - lo < 0.04
+    assert st.bootstrap_mean_ci([0.5, 0.5]) == (0.5, 0.5)
+
+
+def test_sensitivity_specificity_and_auroc():
+    y = np.array([True, True, False, False, False])
+    p = np.array([0.9, 0.4, 0.6, 0.2, 0.1])
+    sens, spec = st.sensitivity_specificity(y, p)
+    assert (sens, spec) == (0.5, pytest.approx(2 / 3))
+    assert st.balanced_accuracy(y, p) == pytest.approx((0.5 + 2 / 3) / 2)
+    assert st.auroc(y, p) == pytest.approx(5 / 6)  # 5 of 6 atypical-normal pairs ordered
+    assert st.sensitivity_specificity([True, False], [0.5, 0.49]) == (1.0, 1.0)  # >= 0.5 atypical
+
+
+def test_bootstrap_prediction_ci_covers_estimate():
+    rng = np.random.default_rng(1)
+    y = rng.random(200) < 0.3
+    probs = np.vstack([np.clip(y * 0.4 + rng.random(200) * 0.6, 0, 1) for _ in range(3)])
+    est, lo, hi = st.bootstrap_prediction_ci(y, probs, "auroc", n_resamples=199)
+    assert lo <= est <= hi and 0.5 < est <= 1
+
+
+def test_printed_tolerance():
+    assert st.printed_tolerance(307e6, 1e6, 0.005) == pytest.approx(1.535e6)
+    assert st.printed_tolerance(86.6e6, 1e5, 0.0) == pytest.approx(5e4)
