@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from harness import paths
+from harness import data, paths
 from harness import stats as st
 from harness.results import (
     TEST_SETS,
@@ -907,13 +907,8 @@ def eval_dataset(claim: Claim, ctx: Context) -> Verdict:
         raise NotRun(
             f"needs the public datasets at {ctx.data_hint} (--data-root or ${paths.DATA_ENV})"
         )
-    try:
-        fn = importlib.import_module("harness.data").evaluate_dataset_claim
-    except Exception as exc:  # noqa: BLE001
-        raise NotRun(
-            f"harness.data.evaluate_dataset_claim is not available ({type(exc).__name__}: {exc})"
-        ) from exc
-    observed, ok = fn(claim, ctx.data_root)
+    observed = data.observe_dataset_claim(claim, ctx.data_root)
+    ok = st.within_tolerance(observed, claim.expected, claim.tolerance)
     shown = f"{observed:.4g}" if isinstance(observed, float) else repr(observed)
     return Verdict(st.PASSED if ok else st.FAILED, observed, f"observed {shown} in {ctx.data_root}")
 

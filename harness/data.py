@@ -605,29 +605,8 @@ def _lookup(figs: Mapping, dotted: str):
     return value
 
 
-def within_tolerance(observed, expected, tolerance: Mapping | None) -> bool:
-    """Judge a dataset figure: exact, abs, rel, or printed (the paper's rounding)."""
-    rule = (tolerance or {}).get("rule", "exact")
-    if observed is None:
-        return False
-    if rule == "exact":
-        if isinstance(expected, list) and isinstance(observed, list | tuple):
-            return list(observed) == list(expected)
-        return observed == expected
-    if rule == "printed":
-        decimals = int(tolerance.get("decimals", 0))
-        return abs(float(observed) - float(expected)) <= 0.5 * 10.0**-decimals + 1e-9
-    if rule == "abs":
-        return abs(float(observed) - float(expected)) <= float(tolerance["value"])
-    if rule == "rel":
-        return abs(float(observed) - float(expected)) <= float(tolerance["value"]) * abs(
-            float(expected)
-        )
-    raise ValueError(f"tolerance rule {rule!r} does not apply to dataset claims")
-
-
-def evaluate_dataset_claim(claim: Mapping, root: str | os.PathLike) -> tuple[object, bool]:
-    """(observed value, within tolerance) of a `dataset_figure` or `slide_disjoint` claim."""
+def observe_dataset_claim(claim: Mapping, root: str | os.PathLike) -> object:
+    """The observed value of a `dataset_figure` or `slide_disjoint` claim (the claims engine judges it)."""
     root = Path(root)
     params = claim.get("params") or {}
     kind = claim["kind"]
@@ -641,7 +620,7 @@ def evaluate_dataset_claim(claim: Mapping, root: str | os.PathLike) -> tuple[obj
         )
     else:
         raise ValueError(f"claim {claim.get('id')}: kind {kind!r} is not a dataset claim")
-    return observed, within_tolerance(observed, claim["expected"], claim.get("tolerance"))
+    return observed
 
 
 # ---------------------------------------------------------------------------------------------

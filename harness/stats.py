@@ -15,6 +15,7 @@ Tolerance rules (documented for readers in expected_results/README.md):
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -252,3 +253,24 @@ def difference_margin(sd_a: float, n_a: int, sd_b: float, n_b: int, *, k: float 
 def printed_tolerance(expected: float, step: float, rel: float = 0.0) -> float:
     """Half a unit of the printed last digit, or rel * |expected|, whichever is larger."""
     return max(step / 2.0, rel * abs(expected))
+
+
+def within_tolerance(observed, expected, tolerance: Mapping | None) -> bool:
+    """Judge a counted figure: exact, abs, rel, or printed (the paper's rounding)."""
+    rule = (tolerance or {}).get("rule", "exact")
+    if observed is None:
+        return False
+    if rule == "exact":
+        if isinstance(expected, list) and isinstance(observed, list | tuple):
+            return list(observed) == list(expected)
+        return observed == expected
+    if rule == "printed":
+        decimals = int(tolerance.get("decimals", 0))
+        return abs(float(observed) - float(expected)) <= 0.5 * 10.0**-decimals + 1e-9
+    if rule == "abs":
+        return abs(float(observed) - float(expected)) <= float(tolerance["value"])
+    if rule == "rel":
+        return abs(float(observed) - float(expected)) <= float(tolerance["value"]) * abs(
+            float(expected)
+        )
+    raise ValueError(f"tolerance rule {rule!r} does not apply to counted figures")
