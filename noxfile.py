@@ -40,7 +40,14 @@ def full_gpu(session: nox.Session) -> None:
         session.skip("needs a CUDA device: torch.cuda.is_available() is False on this machine")
     session.run("amibr-bench", "plan")
     session.run(
-        "pytest", "test_benchmark", "-m", "gpu", "--results", "runs/full", "-p", "no:cacheprovider",
+        "pytest",
+        "test_benchmark",
+        "-m",
+        "gpu",
+        "--results",
+        "runs/full",
+        "-p",
+        "no:cacheprovider",
         *session.posargs,
     )
     session.run("amibr-bench", "claims", "--results", "runs/full", "--format", "md")
@@ -57,7 +64,9 @@ def claims(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Speed and memory benchmarks (pytest-benchmark); numbers, never pass/fail on time."""
     _install(session)
-    session.run("pytest", "test_benchmark", "-m", "slow or not slow", "--benchmark-only", *session.posargs)
+    session.run(
+        "pytest", "test_benchmark", "-m", "slow or not slow", "--benchmark-only", *session.posargs
+    )
 
 
 @nox.session(python=PYTHON)

@@ -330,6 +330,11 @@ def get_cells(
             cells.append(get_cell(ctx, config, dataset, metric))
         except NotRun as exc:
             missing.append(str(exc))
+    if len(missing) > 2:
+        raise NotRun(
+            f"{len(missing)} of the {len(configs)} configurations it compares have no results in "
+            f"this results set, e.g. {missing[-1]} (`amibr-bench plan` lists what each needs)"
+        )
     if missing:
         raise NotRun("; ".join(dict.fromkeys(missing)))
     short = [f"{c.label} {c.n}" for c in cells if c.n < min_folds]
@@ -775,8 +780,13 @@ def eval_protocol_setting(claim: Claim, ctx: Context) -> Verdict:
             f"needs a run manifest: results set '{rs.name}' records no run settings for "
             f"{'/'.join(METHOD_WORDS[m] for m in methods)} (manifest.json configs[...].settings)"
         )
-    seen, wrong, unknown = {}, [], []
+    seen, wrong, unknown, overridden = {}, [], [], {}
     for name, entry in entries.items():
+        changed = entry["settings"].get("overrides") or {}
+        last = p["setting"].rpartition(".")[2]
+        if last in changed:  # a tier (smoke) that departs from the protocol on purpose
+            overridden[name] = changed[last]
+            continue
         for key in keys:
             try:
                 value = _lookup(entry["settings"], key)
@@ -789,6 +799,12 @@ def eval_protocol_setting(claim: Claim, ctx: Context) -> Verdict:
         seen[name] = value
         if not _same(value, claim.expected):
             wrong.append(f"{name}: {value!r}")
+    if not seen and overridden:
+        values = ", ".join(f"{k}: {v!r}" for k, v in overridden.items())
+        raise NotRun(
+            f"the {rs.manifest.get('tier', 'run')} tier sets {p['setting']} on purpose ({values}); "
+            "judged on runs of the full protocol"
+        )
     if not seen:
         raise NotRun(f"the run manifest does not record '{p['setting']}'")
     preset = rs.manifest.get("preset", "unknown")
@@ -796,6 +812,8 @@ def eval_protocol_setting(claim: Claim, ctx: Context) -> Verdict:
     text = f"{len(seen)} configuration(s) of preset '{preset}'"
     if unknown:
         text += f"; not recorded for {', '.join(unknown)}"
+    if overridden:
+        text += f"; set on purpose by the tier for {', '.join(overridden)}"
     if wrong:
         return Verdict(st.FAILED, ", ".join(observed), f"differs in {', '.join(wrong)} ({text})")
     return Verdict(st.PASSED, ", ".join(observed), f"as stated in {text}")
@@ -913,20 +931,61 @@ def eval_dataset(claim: Claim, ctx: Context) -> Verdict:
     return Verdict(st.PASSED if ok else st.FAILED, observed, f"observed {shown} in {ctx.data_root}")
 
 
-def _delegate(module: str, function: str) -> Callable[[Claim, Context], Verdict]:
-    """An evaluator living in another module, called as function(claim, ctx) -> Verdict."""
+def _smoke_set(ctx: Context) -> ResultsSet:
+    rs = _results(ctx)
+    if rs.manifest.get("tier") != "smoke":
+        raise NotRun(
+            f"needs a smoke results set (`amibr-bench smoke`); '{rs.name}' is tier "
+            f"{rs.manifest.get('tier', 'unknown')}"
+        )
+    return rs
 
-    def run(claim: Claim, ctx: Context) -> Verdict:
-        try:
-            fn = getattr(importlib.import_module(module), function)
-        except Exception as exc:  # noqa: BLE001
-            raise NotRun(
-                f"{module}.{function} is not available ({type(exc).__name__}: {exc})"
-            ) from exc
-        return fn(claim, ctx)
 
-    run.__doc__ = f"Delegates to {module}.{function}(claim, ctx)."
-    return run
+def eval_smoke_above_chance(claim: Claim, ctx: Context) -> Verdict:
+    """Each strategy learns where the signal is known: the worst synthetic test set's fold mean."""
+    rs, p = _smoke_set(ctx), claim.params
+    method, metric = p["method"], p.get("metric", "balanced_accuracy")
+    prefix = p.get("datasets", "synthetic:")
+    per_set = {}
+    for model, meth in rs.configurations:
+        if meth != method:
+            continue
+        for ds in rs.datasets:
+            values = rs.values(model, meth, ds, metric) if ds.startswith(prefix) else []
+            if len(values):
+                per_set[f"{model} on {ds}"] = float(np.mean(values))
+    if not per_set:
+        raise NotRun(f"the results set holds no {METHOD_WORDS[method]} rows on {prefix}* test sets")
+    observed = round(min(per_set.values()), 4)
+    detail = ", ".join(f"{k} {v:.3f}" for k, v in sorted(per_set.items()))
+    ok = observed >= float(claim.expected)
+    return Verdict(st.PASSED if ok else st.FAILED, observed, f"fold-mean {metric}: {detail}")
+
+
+def eval_run_counter(claim: Claim, ctx: Context) -> Verdict:
+    """A count the run recorded in its manifest (backbone forward passes, shared slides)."""
+    rs, p = _smoke_set(ctx), claim.params
+    counter = p["counter"]
+    if counter == "forward_passes_per_image":
+        ratios = {}
+        for key, entry in (rs.manifest.get("configs") or {}).items():
+            counts = ((entry or {}).get("settings") or {}).get("counters") or {}
+            if key.endswith("|" + p.get("method", "linear_probe")) and counts:
+                ratios[key] = counts["backbone_forward_images"] / max(counts["unique_images"], 1)
+        if not ratios:
+            raise NotRun("no linear-probe configuration recorded its forward-pass counter")
+        observed = max(ratios.values())
+        text = ", ".join(f"{k}: {v:.2f} passes per image" for k, v in ratios.items())
+        ok = observed <= float(claim.expected)
+        return Verdict(st.PASSED if ok else st.FAILED, observed, text)
+    counters = rs.manifest.get("counters") or {}
+    if counter not in counters:
+        raise NotRun(f"the run manifest records no counter {counter!r}")
+    observed = counters[counter]
+    ok = observed == claim.expected
+    return Verdict(
+        st.PASSED if ok else st.FAILED, observed, f"the run recorded {counter} = {observed}"
+    )
 
 
 EVALUATORS: dict[str, Callable[[Claim, Context], Verdict]] = {
@@ -946,12 +1005,8 @@ EVALUATORS: dict[str, Callable[[Claim, Context], Verdict]] = {
     "config_count": eval_config_count,
     "dataset_figure": eval_dataset,
     "slide_disjoint": eval_dataset,
-    # --- smoke kinds (owned by the trainer engineer, expected_results/smoke.yaml) -------------
-    # Replace these placeholders with the real evaluators (claim, ctx) -> Verdict; until then
-    # they call harness.train.evaluate_smoke_claim if it exists, else report "not run".
-    "smoke_above_chance": _delegate("harness.train", "evaluate_smoke_claim"),
-    "forward_passes": _delegate("harness.train", "evaluate_smoke_claim"),
-    # ------------------------------------------------------------------------------------------
+    "smoke_above_chance": eval_smoke_above_chance,
+    "run_counter": eval_run_counter,
 }
 
 

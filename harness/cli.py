@@ -94,14 +94,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--synthetic", action="store_true", help="use the synthetic fixture even if data exist"
     )
     _data_root(smoke)
-    smoke.set_defaults(func=_handler("train", "cli_smoke"))
+    smoke.set_defaults(func=_handler("smoke", "cli_smoke"))
 
     # --- claims and report (harness.report) ---------------------------------------------------
     claims = sub.add_parser("claims", help="judge every claim of the paper against a results set")
     claims.add_argument(
         "--results", default="paper", help="'paper' (the authors' numbers) or a results-set folder"
     )
-    claims.add_argument("--format", choices=["md", "json", "junit", "html"], default="md")
+    claims.add_argument(
+        "--format",
+        choices=["text", "md", "json", "junit", "html"],
+        default="md",
+        help="text: one line per claim for a terminal; md/html with a forest plot of Table 3",
+    )
     claims.add_argument("--out", help="write the report here instead of standard output")
     _data_root(claims)
     _weights_dir(claims)

@@ -8,8 +8,8 @@ DataError naming it; it is never skipped.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
-import tempfile
 import threading
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness import data
+from harness import data, paths
 
 # Part of every key: bump it when decoding changes so that old entries are no longer found.
 KEY_VERSION = b"amibr-imagecache-v1"
@@ -37,8 +37,6 @@ class ImageCache:
 
     def __init__(self, directory: str | os.PathLike | None = None):
         if directory is None:
-            from harness import paths
-
             directory = paths.cache_dir() / "images"
         self.directory = Path(directory)
         self.hits = 0
@@ -59,15 +57,9 @@ class ImageCache:
         return array
 
     def _write_entry(self, entry: Path, array: np.ndarray) -> None:
-        entry.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{entry.stem}.", suffix=".tmp", dir=entry.parent)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.save(fh, array, allow_pickle=False)
-            os.replace(tmp, entry)  # concurrent writers store identical bytes; last one wins
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        buffer = io.BytesIO()
+        np.save(buffer, array, allow_pickle=False)
+        paths.atomic_write(entry, buffer.getvalue())  # concurrent writers store identical bytes
 
     def get(self, path) -> np.ndarray:
         """The decoded image at `path` (a path or a Record), decoding it only on a cache miss."""

@@ -56,3 +56,22 @@ def cache_dir(flag: str | os.PathLike | None = None) -> Path:
     path = Path(value).expanduser() if value else REPO_ROOT / ".cache"
     path.mkdir(parents=True, exist_ok=True)
     return path.resolve()
+
+
+def atomic_write(path: str | os.PathLike, data: str | bytes) -> Path:
+    """Write a file so that readers see the old one or the whole new one, never half of it."""
+    import tempfile
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data.encode("utf-8") if isinstance(data, str) else data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

@@ -12,14 +12,14 @@ import json
 import math
 import sys
 import tempfile
-from collections import defaultdict
+from collections import Counter, defaultdict
 from datetime import datetime, timezone
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
 import numpy as np
 
-from harness import PAPER, __version__
+from harness import PAPER, __version__, paths
 from harness import stats as st
 from harness.claims import (
     TABLE3_CONFIGS,
@@ -38,6 +38,7 @@ from harness.results import TEST_SETS, ResultsError
 
 ICON = {st.PASSED: "✅", st.BETTER: "⬆️", st.FAILED: "❌", st.INCONCLUSIVE: "❔", st.NOT_RUN: "⏭️"}
 SECTION_ORDER = (
+    "Smoke",
     "Abstract",
     "Datasets",
     "Models (Table 2, §4.1)",
@@ -48,7 +49,6 @@ SECTION_ORDER = (
     "Statistical tests (Table 4, §6)",
     "Discussion (§6)",
     "Protocol (§4)",
-    "Protocol",
 )
 VERDICT_WORDS = {
     st.PASSED: "the results agree with the paper within the tolerance",
@@ -511,6 +511,32 @@ def to_junit(results: list[ClaimResult], ctx: Context | None = None) -> str:
     )
 
 
+def to_text(results: list[ClaimResult], ctx: Context) -> str:
+    """Terminal report: every judged claim on one line; claims not run counted per section."""
+    name, protocol = _set_description(ctx)
+    _, line = _summary(results)
+    out = [f"results set: {name}", f"produced by: {protocol}", f"summary: {line}", ""]
+    for section, items in _sections(results):
+        not_run = [r for r in items if r.status == st.NOT_RUN]
+        out.append(f"{section}")
+        for r in items:
+            if r.status == st.NOT_RUN:
+                continue
+            flag = " (known contradiction)" if r.claim.known_contradiction else ""
+            flag = " (UNEXPECTED)" if r.unexpected else flag
+            out.append(f"  {r.status:<17} {r.claim.id}{flag}: {_cell_text(r)}")
+        if not_run:
+            reasons = Counter(r.verdict.reason for r in not_run)
+            reason, n = reasons.most_common(1)[0]
+            more = (
+                f"; {len(reasons) - 1} other reason(s) in the full report"
+                if len(reasons) > 1
+                else ""
+            )
+            out.append(f"  not run           {len(not_run)} claim(s), e.g. {reason} ({n}x){more}")
+    return "\n".join(out) + "\n"
+
+
 def to_json(results: list[ClaimResult]) -> str:
     return json.dumps([result_dict(r) for r in results], indent=2, ensure_ascii=False) + "\n"
 
@@ -525,6 +551,8 @@ def render(
         text = to_json(results)
     elif fmt == "junit":
         text = to_junit(results, ctx)
+    elif fmt == "text":
+        text = to_text(results, ctx)
     elif fmt in ("md", "html"):
         png_path = None
         if out is not None:
@@ -540,10 +568,9 @@ def render(
                 png = png_path.read_bytes()
             text = to_html(results, ctx, deviations, png)
     else:
-        raise ValueError(f"unknown format {fmt!r} (md, json, junit, html)")
+        raise ValueError(f"unknown format {fmt!r} (text, md, json, junit, html)")
     if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text, encoding="utf-8")
+        paths.atomic_write(out, text)
     return text
 
 

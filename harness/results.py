@@ -13,7 +13,6 @@ import io
 import json
 import math
 import os
-import tempfile
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -22,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness import __version__
+from harness import __version__, paths
 from harness.paths import EXPECTED_RESULTS
 
 METHODS = ("end_to_end", "linear_probe", "lora")
@@ -432,20 +431,6 @@ def _csv_text(columns: tuple[str, ...], rows: list[dict]) -> str:
     return buf.getvalue()
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    """Write via a temporary file in the same folder and os.replace (never a half file)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_results_set(
     directory: str | os.PathLike,
     fold_rows: Iterable,
@@ -468,11 +453,15 @@ def write_results_set(
         validate_predictions(pred_dicts, rows, str(folder / "predictions.csv"))
     folder.mkdir(parents=True, exist_ok=True)
     if pred_dicts is not None:
-        _atomic_write(folder / "predictions.csv", _csv_text(PRED_COLUMNS, pred_dicts))
+        paths.atomic_write(folder / "predictions.csv", _csv_text(PRED_COLUMNS, pred_dicts))
     if manifest is not None:
         full = dict(manifest)
         full.setdefault("created", datetime.now(timezone.utc).isoformat(timespec="seconds"))
         full.setdefault("harness_version", __version__)
-        _atomic_write(folder / "manifest.json", json.dumps(full, indent=2, sort_keys=True) + "\n")
-    _atomic_write(folder / "fold_metrics.csv", _csv_text(FOLD_COLUMNS, [_as_dict(r) for r in rows]))
+        paths.atomic_write(
+            folder / "manifest.json", json.dumps(full, indent=2, sort_keys=True) + "\n"
+        )
+    paths.atomic_write(
+        folder / "fold_metrics.csv", _csv_text(FOLD_COLUMNS, [_as_dict(r) for r in rows])
+    )
     return folder

@@ -10,7 +10,6 @@ import csv
 import io
 import os
 import sys
-import tempfile
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
@@ -19,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold
 
-from harness import data
+from harness import data, paths
 
 N_FOLDS = 5
 RANDOM_STATE = 42
@@ -104,19 +103,7 @@ def write_splits(rows: Iterable[SplitRow], out: str | os.PathLike) -> Path:
     writer.writerow(COLUMNS)
     for r in rows:
         writer.writerow((r.image, r.label, r.slide, str(r.fold)))
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(buffer.getvalue())
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return out
+    return paths.atomic_write(out, buffer.getvalue())
 
 
 def read_splits(path: str | os.PathLike) -> list[SplitRow]:

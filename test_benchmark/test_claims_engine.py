@@ -218,13 +218,6 @@ def test_dataset_claims_need_the_data():
     assert r.status == st.NOT_RUN and "needs the public datasets at /nowhere" in r.verdict.reason
 
 
-def test_smoke_kinds_have_a_marked_place(monkeypatch):
-    claim = cl.Claim("s", "s", "-", "Smoke", "smoke_above_chance", "run", {"rule": "exact"})
-    monkeypatch.setitem(sys.modules, "harness.train", types.ModuleType("harness.train"))
-    r = cl.evaluate(claim, cl.build_context("paper"))
-    assert r.status == st.NOT_RUN and "evaluate_smoke_claim is not available" in r.verdict.reason
-
-
 def predictions_for(rows, sens, spec, n_pos=184, n_neg=642):
     """Per-image predictions with exactly the given atypical-class sensitivity and specificity."""
     out = []

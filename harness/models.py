@@ -1,0 +1,692 @@
+"""Model registry: architectures, normalisation, embedding recipes, weights, LoRA, parameter counts.
+
+Facts come from /work/shared/reference/MODELS.md (checked against timm 1.0.31 and peft 0.21.2).
+Every model is built with ``num_classes=0`` and gets its one-logit head afterwards: timm loads
+non-strictly when ``num_classes`` differs from a checkpoint's config, which silently drops weights.
+
+Weights layout (one documented layout, the Hugging Face repo layout)::
+
+    <weights_dir>/<org>/<name>/model.safetensors    (or pytorch_model.bin; config.json optional)
+
+e.g. ``$AMIBR_WEIGHTS/MahmoodLab/UNI/pytorch_model.bin`` -- exactly what
+``huggingface-cli download MahmoodLab/UNI --local-dir $AMIBR_WEIGHTS/MahmoodLab/UNI`` writes.
+Without a weights folder (or when the model is not in it) the offline Hugging Face cache is
+searched (``try_to_load_from_cache``; nothing is ever downloaded). Loading is strict.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from harness.paths import MissingInputError, atomic_write
+from harness.paths import weights_dir as resolve_weights_dir
+
+# Bump whenever an architecture, kwarg, normalisation, recipe or loading rule changes: it is part
+# of every run's configuration hash, so results made with an older registry show up as stale.
+REGISTRY_VERSION = "1"
+
+IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+HOPTIMUS = ((0.707223, 0.578729, 0.703617), (0.211883, 0.230117, 0.177517))
+
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+LORA_TARGETS = ("qkv", "proj", "fc1", "fc2")
+LORA_CONFIG = {
+    "r": 8,
+    "lora_alpha": 16,
+    "lora_dropout": 0.3,
+    "target_modules": list(LORA_TARGETS),
+    "bias": "none",
+    "modules_to_save": ["head"],
+}
+METHODS = ("end_to_end", "linear_probe", "lora")
+
+
+class WeightsMissing(MissingInputError):
+    """A model's pretrained weights are in none of the places searched (the message lists them)."""
+
+
+class StrictLoadError(RuntimeError):
+    """A checkpoint does not match the architecture key for key and shape for shape."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything needed to rebuild one model exactly; its repr feeds the configuration hash."""
+
+    key: str
+    name: str  # the result name used in reference_fold_metrics.csv
+    family: str  # baseline | foundation | smoke
+    arch: str
+    kwargs: tuple[tuple[str, Any], ...]
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    embedding: str  # cls | cls+mean_patch | pooled
+    embed_dim: int
+    backbone_params: int | None  # MODELS.md, backbone without any head
+    weights_repo: str | None  # None: random initialisation (see `init_note`)
+    eval_resize: str = "resize"  # resize | resize256-crop224
+    img_size: int = 224
+    lora_augment: str | None = None  # virchow | uni | hoptimus1 (PROTOCOL.md, LoRA pipelines)
+    drop_keys: tuple[str, ...] = ()  # checkpoint tensors not loaded ("*.x": any key ending .x)
+    methods: tuple[str, ...] = ()
+    init_note: str = ""
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    def model_kwargs(self) -> dict[str, Any]:
+        """The timm kwargs with the layer names resolved to classes."""
+        from timm.layers import SwiGLUPacked
+
+        layers = {"SwiGLUPacked": SwiGLUPacked, "SiLU": nn.SiLU}
+        return {k: layers.get(v, v) if isinstance(v, str) else v for k, v in self.kwargs}
+
+    @property
+    def random_init(self) -> bool:
+        return self.weights_repo is None
+
+    def describe(self) -> dict[str, Any]:
+        """A JSON-able description (manifests, `models --json`, hashing)."""
+        out = asdict(self)
+        out["kwargs"] = dict(self.kwargs)
+        out["registry_version"] = REGISTRY_VERSION
+        return out
+
+    def digest(self) -> str:
+        return hashlib.sha256(json.dumps(self.describe(), sort_keys=True).encode()).hexdigest()
+
+
+_SWIGLU = (("mlp_layer", "SwiGLUPacked"), ("act_layer", "SiLU"))
+_FM = ("linear_probe", "lora")
+_VIRCHOW = (
+    ("img_size", 224),
+    ("mlp_ratio", 5.3375),
+    ("init_values", 1e-5),
+    ("global_pool", ""),
+    *_SWIGLU,
+    ("dynamic_img_size", True),
+)
+_HOPT = (("img_size", 224), ("init_values", 1e-5), ("dynamic_img_size", False))
+
+SPECS: dict[str, ModelSpec] = {}
+
+
+def _add(spec: ModelSpec) -> None:
+    SPECS[spec.key] = spec
+
+
+_add(
+    ModelSpec(
+        "vit-l16",
+        "Vision Transformer",
+        "baseline",
+        "vit_large_patch16_224",
+        (),
+        *IMAGENET,
+        "cls",
+        1024,
+        None,
+        "timm/vit_large_patch16_224.augreg_in21k_ft_in1k",
+        drop_keys=("head.weight", "head.bias"),
+        methods=("end_to_end",),
+        notes=("paper §4.1 says 86.6M parameters: that is ViT-B/16; the script builds ViT-L/16",),
+    )
+)
+_add(
+    ModelSpec(
+        "swin-b",
+        "Swin Transformer",
+        "baseline",
+        "swin_base_patch4_window7_224",
+        (),
+        *IMAGENET,
+        "pooled",
+        1024,
+        None,
+        "timm/swin_base_patch4_window7_224.ms_in22k_ft_in1k",
+        drop_keys=("head.fc.weight", "head.fc.bias", "*.relative_position_index", "*.attn_mask"),
+        methods=("end_to_end",),
+        notes=(
+            "relative_position_index / attn_mask are non-persistent buffers the model rebuilds",
+        ),
+    )
+)
+_add(
+    ModelSpec(
+        "efficientnetv2-m",
+        "EfficientNetV2",
+        "baseline",
+        "efficientnetv2_m",
+        (),
+        *IMAGENET,
+        "pooled",
+        1280,
+        None,
+        None,
+        methods=("end_to_end",),
+        init_note="random initialisation: the authors' script uses pretrained=False and timm has no "
+        "ImageNet weights for efficientnetv2_m (the paper says ImageNet-pretrained)",
+    )
+)
+_add(
+    ModelSpec(
+        "uni",
+        "UNI",
+        "foundation",
+        "vit_large_patch16_224",
+        (("img_size", 224), ("patch_size", 16), ("init_values", 1e-5), ("dynamic_img_size", True)),
+        *IMAGENET,
+        "cls",
+        1024,
+        303_350_784,
+        "MahmoodLab/UNI",
+        lora_augment="uni",
+        methods=_FM,
+    )
+)
+_add(
+    ModelSpec(
+        "uni2-h",
+        "UNI2-h",
+        "foundation",
+        "vit_giant_patch14_224",
+        (
+            ("img_size", 224),
+            ("patch_size", 14),
+            ("depth", 24),
+            ("num_heads", 24),
+            ("embed_dim", 1536),
+            ("mlp_ratio", 5.33334),
+            ("init_values", 1e-5),
+            ("no_embed_class", True),
+            ("reg_tokens", 8),
+            *_SWIGLU,
+            ("dynamic_img_size", True),
+        ),
+        *IMAGENET,
+        "cls",
+        1536,
+        681_394_176,
+        "MahmoodLab/UNI2-h",
+        lora_augment="uni",
+        methods=_FM,
+        notes=("PROTOCOL.md lists no UNI2-h LoRA pipeline; the UNI one is used",),
+    )
+)
+_add(
+    ModelSpec(
+        "virchow",
+        "Virchow",
+        "foundation",
+        "vit_huge_patch14_224",
+        _VIRCHOW,
+        *IMAGENET,
+        "cls+mean_patch",
+        2560,
+        631_229_184,
+        "paige-ai/Virchow",
+        lora_augment="virchow",
+        methods=_FM,
+    )
+)
+_add(
+    ModelSpec(
+        "virchow2",
+        "Virchow2",
+        "foundation",
+        "vit_huge_patch14_224",
+        (*_VIRCHOW, ("reg_tokens", 4)),
+        *IMAGENET,
+        "cls+mean_patch",
+        2560,
+        631_239_424,
+        "paige-ai/Virchow2",
+        lora_augment="virchow",
+        methods=_FM,
+    )
+)
+_add(
+    ModelSpec(
+        "prov-gigapath",
+        "Prov-Gigapath",
+        "foundation",
+        "vit_giant_patch14_dinov2",
+        (
+            ("img_size", 224),
+            ("patch_size", 16),
+            ("embed_dim", 1536),
+            ("depth", 40),
+            ("num_heads", 24),
+            ("mlp_ratio", 5.33334),
+            ("init_values", 1e-5),
+        ),
+        *IMAGENET,
+        "cls",
+        1536,
+        1_134_953_984,
+        "prov-gigapath/prov-gigapath",
+        eval_resize="resize256-crop224",
+        lora_augment="uni",
+        methods=_FM,
+    )
+)
+_add(
+    ModelSpec(
+        "h-optimus-0",
+        "H-Optimus-0",
+        "foundation",
+        "vit_giant_patch14_reg4_dinov2",
+        _HOPT,
+        *HOPTIMUS,
+        "cls",
+        1536,
+        1_134_774_272,
+        "bioptimus/H-optimus-0",
+        lora_augment="uni",
+        methods=_FM,
+    )
+)
+_add(
+    ModelSpec(
+        "h-optimus-1",
+        "H-Optimus-1",
+        "foundation",
+        "vit_giant_patch14_reg4_dinov2",
+        _HOPT,
+        *HOPTIMUS,
+        "cls",
+        1536,
+        1_134_774_272,
+        "bioptimus/H-optimus-1",
+        lora_augment="hoptimus1",
+        methods=_FM,
+    )
+)
+_add(
+    ModelSpec(
+        "h0-mini",
+        "H0-mini",
+        "foundation",
+        "vit_base_patch14_reg4_dinov2",
+        (
+            ("img_size", 224),
+            ("mlp_ratio", 5.33334),
+            ("reg_tokens", 4),
+            ("init_values", 1e-5),
+            ("global_pool", ""),
+            *_SWIGLU,
+        ),
+        *HOPTIMUS,
+        "cls+mean_patch",
+        1536,
+        85_739_520,
+        "bioptimus/H0-mini",
+        lora_augment="uni",
+        methods=_FM,
+        notes=(
+            "named in §3.2 but absent from Tables 2-3 and the authors' code; LoRA pipeline assumed",
+        ),
+    )
+)
+# Smoke-tier models: small, randomly initialised, reduced resolution (CPU in minutes).
+_add(
+    ModelSpec(
+        "smoke-vit",
+        "smoke ViT-Ti/16",
+        "smoke",
+        "vit_tiny_patch16_224",
+        (("img_size", 64), ("depth", 6)),
+        *IMAGENET,
+        "cls",
+        192,
+        None,
+        None,
+        img_size=64,
+        lora_augment="virchow",
+        methods=_FM,
+        init_note="random initialisation (smoke tier)",
+    )
+)
+_add(
+    ModelSpec(
+        "smoke-resnet",
+        "smoke ResNet10-T",
+        "smoke",
+        "resnet10t",
+        (),
+        *IMAGENET,
+        "pooled",
+        512,
+        None,
+        None,
+        img_size=64,
+        methods=("end_to_end",),
+        init_note="random initialisation (smoke tier)",
+    )
+)
+
+BASELINES = tuple(k for k, s in SPECS.items() if s.family == "baseline")
+FOUNDATION = tuple(k for k, s in SPECS.items() if s.family == "foundation")
+
+
+def get_spec(key: str) -> ModelSpec:
+    try:
+        return SPECS[key]
+    except KeyError:
+        raise KeyError(f"unknown model {key!r}; known: {', '.join(SPECS)}") from None
+
+
+@contextlib.contextmanager
+def registered(spec: ModelSpec) -> Iterator[ModelSpec]:
+    """Temporarily add a spec (tests: tiny architectures through the real loading code)."""
+    if spec.key in SPECS:
+        raise ValueError(f"model {spec.key!r} is already registered")
+    SPECS[spec.key] = spec
+    try:
+        yield spec
+    finally:
+        SPECS.pop(spec.key, None)
+
+
+# --- building ------------------------------------------------------------------------------------
+
+
+def build_backbone(key: str) -> nn.Module:
+    """The architecture with ``num_classes=0`` and random weights (on the current default device)."""
+    import timm
+
+    spec = get_spec(key)
+    return timm.create_model(spec.arch, pretrained=False, num_classes=0, **spec.model_kwargs())
+
+
+def attach_head(model: nn.Module, classes: int = 1) -> nn.Module:
+    """Attach a fresh classifier after construction (keeps timm's pooling; Linear(features, n))."""
+    model.reset_classifier(classes)
+    return model
+
+
+def parameter_count(key: str, head: str | None = None) -> int:
+    """Parameters of the architecture built on the meta device (no memory, no weights)."""
+    heads = {None: 0, "1-logit": 1, "imagenet-1000": 1000}
+    if head not in heads:
+        raise ValueError(f"head must be one of {list(heads)}, not {head!r}")
+    with torch.device("meta"):
+        model = build_backbone(key)
+        if heads[head]:
+            attach_head(model, heads[head])
+    return sum(p.numel() for p in model.parameters())
+
+
+def embed(model: nn.Module, spec: ModelSpec, x: torch.Tensor) -> torch.Tensor:
+    """The linear-probe embedding of a batch, following the model's recipe (MODELS.md)."""
+    feats = model.forward_features(x)
+    if spec.embedding == "pooled":
+        return model.forward_head(feats, pre_logits=True)
+    cls = feats[:, 0]
+    if spec.embedding == "cls":
+        return cls
+    if spec.embedding == "cls+mean_patch":  # registers (prefix tokens after CLS) excluded
+        return torch.cat([cls, feats[:, model.num_prefix_tokens :].mean(dim=1)], dim=-1)
+    raise ValueError(f"unknown embedding recipe {spec.embedding!r}")
+
+
+def logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """One logit per image. A per-token head (global_pool='') is read at the CLS token, as the
+    authors' Virchow LoRA scripts do."""
+    out = model(x)
+    if out.ndim == 3:
+        out = out[:, 0]
+    return out.reshape(out.shape[0])
+
+
+def wrap_lora(model: nn.Module) -> nn.Module:
+    """peft LoRA in the paper's configuration (the pattern also catches patch_embed.proj)."""
+    from peft import LoraConfig, get_peft_model
+
+    return get_peft_model(model, LoraConfig(**LORA_CONFIG))
+
+
+def lora_wrapped_modules(model: nn.Module) -> list[str]:
+    """Names of the modules that received LoRA adapters (peft prefixes stripped)."""
+    from peft.tuners.lora import LoraLayer
+
+    names = [n for n, m in model.named_modules() if isinstance(m, LoraLayer)]
+    return [n.removeprefix("base_model.model.") for n in names]
+
+
+def lora_trainable_count(key: str) -> int:
+    """Trainable parameters after the LoRA wrap, head included (meta device)."""
+    with torch.device("meta"):
+        model = wrap_lora(attach_head(build_backbone(key)))
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+# --- weights -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WeightsLocation:
+    path: Path  # the weights file
+    source: str  # "weights-dir" | "hf-cache"
+    config: Path | None
+
+
+def _hf_cache_dir() -> Path:
+    from huggingface_hub import constants
+
+    return Path(constants.HF_HUB_CACHE)
+
+
+def find_weights(key: str, weights_dir: str | os.PathLike | None = None) -> WeightsLocation:
+    """Locate the weights file or raise WeightsMissing naming every folder searched."""
+    spec = get_spec(key)
+    if spec.weights_repo is None:
+        raise ValueError(f"{key} has no pretrained weights ({spec.init_note})")
+    searched = []
+    root = resolve_weights_dir(weights_dir)
+    if root is not None:
+        folder = root.joinpath(*spec.weights_repo.split("/"))
+        searched.append(str(folder))
+        for name in WEIGHT_FILES:
+            if (folder / name).is_file():
+                cfg = folder / "config.json"
+                return WeightsLocation(folder / name, "weights-dir", cfg if cfg.is_file() else None)
+    from huggingface_hub import try_to_load_from_cache
+
+    cache = _hf_cache_dir()
+    searched.append(f"{cache} (offline Hugging Face cache, repo {spec.weights_repo})")
+    for name in WEIGHT_FILES:
+        hit = try_to_load_from_cache(spec.weights_repo, name, cache_dir=cache)
+        if isinstance(hit, str):
+            cfg = try_to_load_from_cache(spec.weights_repo, "config.json", cache_dir=cache)
+            return WeightsLocation(
+                Path(hit), "hf-cache", Path(cfg) if isinstance(cfg, str) else None
+            )
+    where = "\n  ".join(searched)
+    hint = "" if root is not None else " (no --weights-dir / $AMIBR_WEIGHTS given)"
+    raise WeightsMissing(
+        f"weights of {spec.name} ({key}) not found{hint}; expected "
+        f"{' or '.join(WEIGHT_FILES)} of {spec.weights_repo} in:\n  {where}\n"
+        f"download it where the weights are allowed with `huggingface-cli download "
+        f"{spec.weights_repo} --local-dir <weights_dir>/{spec.weights_repo}`"
+    )
+
+
+def weights_present(key: str, weights_dir: str | os.PathLike | None = None) -> bool | None:
+    """True/False; None for a model that uses no pretrained weights."""
+    if get_spec(key).random_init:
+        return None
+    try:
+        find_weights(key, weights_dir)
+    except WeightsMissing:
+        return False
+    return True
+
+
+def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """safetensors, or a torch pickle read with weights_only=True (never executes code)."""
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(state, dict):
+        raise StrictLoadError(f"{path}: expected a state dict, found {type(state).__name__}")
+    return state
+
+
+def load_strict(model: nn.Module, state: dict[str, torch.Tensor], *, what: str) -> None:
+    """load_state_dict(strict=True) with a message that lists the offending keys."""
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    extra = sorted(set(state) - set(expected))
+    shapes = sorted(
+        f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}"
+        for k in set(state) & set(expected)
+        if tuple(state[k].shape) != tuple(expected[k].shape)
+    )
+    if missing or extra or shapes:
+        parts = []
+        for label, items in (
+            ("missing keys", missing),
+            ("unexpected keys", extra),
+            ("shape mismatches", shapes),
+        ):
+            if items:
+                more = f" (+{len(items) - 8} more)" if len(items) > 8 else ""
+                parts.append(f"{label}: {', '.join(items[:8])}{more}")
+        raise StrictLoadError(f"{what} does not match the architecture: " + "; ".join(parts))
+    model.load_state_dict(state, strict=True)
+
+
+def _check_config(spec: ModelSpec, config: Path | None) -> None:
+    """A repo's timm config.json must name the architecture the registry builds."""
+    if config is None:
+        return
+    arch = json.loads(config.read_text()).get("architecture")
+    if arch is not None and arch != spec.arch:
+        raise StrictLoadError(
+            f"{config} names architecture {arch!r}, the registry builds {spec.arch!r} for {spec.key}"
+        )
+
+
+_HASHES: dict[tuple[str, int, int], str] = {}
+
+
+def file_hash(path: Path) -> str:
+    """sha256 of a weights file, memoised per (path, size, mtime) in this process and on disk."""
+    from harness.paths import cache_dir
+
+    st = path.stat()
+    memo_key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if memo_key in _HASHES:
+        return _HASHES[memo_key]
+    memo = cache_dir() / "weights_hashes.json"
+    table = json.loads(memo.read_text()) if memo.is_file() else {}
+    text_key = "|".join(map(str, memo_key))
+    if text_key not in table:
+        digest = hashlib.sha256()
+        with open(path, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 24), b""):
+                digest.update(chunk)
+        table[text_key] = digest.hexdigest()
+        atomic_write(memo, json.dumps(table, indent=1))
+    _HASHES[memo_key] = table[text_key]
+    return table[text_key]
+
+
+@dataclass(frozen=True)
+class Backbone:
+    model: nn.Module
+    spec: ModelSpec
+    weights_hash: str  # sha256 of the weights file, or "random-init:<seed>"
+    weights_path: str | None
+
+
+def load_backbone(
+    key: str, weights_dir: str | os.PathLike | None = None, *, seed: int = 0
+) -> Backbone:
+    """The backbone (num_classes=0) with its pretrained weights loaded strictly, or its documented
+    random initialisation (seeded) for models that have none."""
+    spec = get_spec(key)
+    if spec.random_init:
+        torch.manual_seed(seed)
+        return Backbone(build_backbone(key), spec, f"random-init:{seed}", None)
+    loc = find_weights(key, weights_dir)
+    _check_config(spec, loc.config)
+    state = read_state_dict(loc.path)
+    for name in spec.drop_keys:  # the ImageNet classifier is replaced by the one-logit head
+        if name.startswith("*"):
+            for k in [k for k in state if k.endswith(name[1:])]:
+                state.pop(k)
+        else:
+            state.pop(name, None)
+    model = build_backbone(key)
+    load_strict(model, state, what=f"{loc.path} ({spec.name})")
+    return Backbone(model, spec, file_hash(loc.path), str(loc.path))
+
+
+# --- CLI -----------------------------------------------------------------------------------------
+
+
+def model_table(weights_dir: str | os.PathLike | None = None) -> list[dict[str, Any]]:
+    rows = []
+    for key, spec in SPECS.items():
+        present = weights_present(key, weights_dir)
+        rows.append(
+            {
+                "key": key,
+                "name": spec.name,
+                "family": spec.family,
+                "arch": spec.arch,
+                "methods": list(spec.methods),
+                "parameters": parameter_count(key),
+                "parameters_1_logit": parameter_count(key, "1-logit"),
+                "embedding": spec.embedding,
+                "embedding_dim": spec.embed_dim,
+                "lora_trainable": lora_trainable_count(key) if "lora" in spec.methods else None,
+                "weights_repo": spec.weights_repo,
+                "weights": "not needed"
+                if present is None
+                else ("present" if present else "missing"),
+                "note": spec.init_note,
+            }
+        )
+    return rows
+
+
+def cli_models(args) -> int:
+    """`amibr-bench models`: every model, its parameter count and whether its weights are here."""
+    rows = model_table(getattr(args, "weights_dir", None))
+    if getattr(args, "json", False):
+        print(json.dumps(rows, indent=2))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(
+        title=f"models (registry v{REGISTRY_VERSION}; weights: "
+        f"{resolve_weights_dir(getattr(args, 'weights_dir', None)) or 'HF cache only'})"
+    )
+    for col in ("key", "result name", "params", "+1-logit", "embedding", "LoRA train.", "weights"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        table.add_row(
+            r["key"],
+            r["name"],
+            f"{r['parameters']:,}",
+            f"{r['parameters_1_logit']:,}",
+            f"{r['embedding_dim']} {r['embedding']}",
+            "" if r["lora_trainable"] is None else f"{r['lora_trainable']:,}",
+            r["weights"],
+        )
+    Console().print(table)
+    return 0

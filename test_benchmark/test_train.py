@@ -1,0 +1,314 @@
+"""The training loop: each strategy learns, embedding cache, resumption, determinism, presets."""
+
+from __future__ import annotations
+
+import json
+from argparse import Namespace
+
+import numpy as np
+import pytest
+import torch
+
+from harness import models, train
+from harness.claims import Claim, Context, evaluate
+from harness.results import load_results_set
+from harness.store import Store
+
+REFERENCE_CONFIGS = {
+    ("EfficientNetV2", "end_to_end"),
+    ("Vision Transformer", "end_to_end"),
+    ("Swin Transformer", "end_to_end"),
+    *(
+        (m, meth)
+        for m in (
+            "UNI",
+            "UNI2-h",
+            "Virchow",
+            "Virchow2",
+            "Prov-Gigapath",
+            "H-Optimus-0",
+            "H-Optimus-1",
+        )
+        for meth in ("linear_probe", "lora")
+    ),
+}
+QUICK = {
+    "linear_probe": (("lr", 1e-2), ("max_epochs", 3)),
+    "lora": (("lr", 3e-4), ("head_lr", 1e-2), ("max_epochs", 1)),
+    "end_to_end": (("lr", 1e-3), ("max_epochs", 1)),
+}
+
+
+@pytest.fixture(scope="module")
+def task(synth_root, tmp_path_factory):
+    """The committed synthetic fixture through the real data layer and image cache."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("AMIBR_CACHE", str(tmp_path_factory.mktemp("cache")))
+    yield train.load_task(synth_root, "synthetic")
+    mp.undo()
+
+
+@pytest.fixture()
+def cache_env(tmp_path, monkeypatch):
+    monkeypatch.setenv("AMIBR_CACHE", str(tmp_path / "cache"))
+    return tmp_path
+
+
+def _cfg(key: str, method: str, seed: int = 0) -> train.RunConfig:
+    return train.RunConfig(
+        key, method, tier="smoke", data="synthetic", seed=seed, overrides=QUICK[method]
+    )
+
+
+def _results(store: Store, cfg: train.RunConfig, folds) -> list:
+    out = []
+    for f in folds:
+        metrics, preds, _ = store.load_fold(cfg.hash, f)
+        out.append((metrics, [(p["image"], p["prob_atypical"]) for p in preds]))
+    return out
+
+
+def test_task_from_synthetic_fixture(task) -> None:
+    assert task.slide_overlaps == []
+    assert set(task.tests) == {"synthetic:AMi-Br", "synthetic:AtNorM-Br", "synthetic:AtNorM-MD"}
+    assert task.pool_images.dtype == torch.uint8 and task.pool_images.shape[1:] == (128, 128, 3)
+    assert set(np.unique(task.pool_folds)) == {1, 2, 3, 4, 5}
+    assert len(task.pool_labels) + len(task.tests["synthetic:AMi-Br"].labels) == 240
+
+
+@pytest.mark.parametrize(
+    "key,method",
+    [("smoke-vit", "linear_probe"), ("smoke-vit", "lora"), ("smoke-resnet", "end_to_end")],
+)
+def test_fit_a_few_batches_learns(task, key, method) -> None:
+    """Loss on a fixed small batch falls; trainable tensors move, frozen ones do not."""
+    spec = models.get_spec(key)
+    torch.manual_seed(0)
+    backbone = models.load_backbone(key).model
+    t_eval = train.Transform(spec, method, spec.img_size, train=False)
+    idx = torch.arange(24)
+    x, y = task.pool_images[idx], task.pool_labels[:24]
+    if method == "linear_probe":
+        with torch.no_grad():
+            x = models.embed(backbone.eval(), spec, t_eval(x, torch.device("cpu")))
+        model = torch.nn.Linear(x.shape[1], 1)
+        forward = train._forward_embeddings(torch.device("cpu"))
+    else:
+        model = models.attach_head(backbone)
+        if method == "lora":
+            model = models.wrap_lora(model)
+        forward = train._forward_images(t_eval, t_eval, torch.device("cpu"))
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    lora = method == "lora"  # random-init backbone: small adapter steps, fast head
+    hp = train.Hyper(
+        lr=3e-4 if lora else 3e-3, head_lr=3e-2 if lora else None, max_epochs=8, early_stopping=100
+    )
+    result = train.fit(model, forward, x, y, x, y, hp, seed=0, device=torch.device("cpu"))
+    losses = [h["loss"] for h in result.history]
+    assert np.mean(losses[-2:]) < np.mean(losses[:2]), losses
+    changed = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert changed and changed <= trainable
+    if method == "lora":
+        assert any("lora_A" in n for n in changed) and any("head" in n for n in changed)
+        assert not any("lora" not in n and "head" not in n for n in changed)
+
+
+def test_linear_probe_embeds_once_and_reuses_the_cache(task, cache_env) -> None:
+    cfg = _cfg("smoke-vit", "linear_probe")
+    first = train.run_config(cfg, task, Store(cache_env / "a"), (1, 2, 3))
+    n_images = len(task.pool_labels) + sum(len(t.labels) for t in task.tests.values())
+    assert first.counters["backbone_forward_images"] == first.counters["unique_images"] == n_images
+    before = train.FORWARD_COUNTER["images"]
+    second = train.run_config(cfg, task, Store(cache_env / "b"), (1, 2, 3))
+    assert train.FORWARD_COUNTER["images"] == before
+    assert second.counters["backbone_forward_images"] == 0
+    assert second.counters["embedding_cache_hits"] == n_images
+    assert _results(Store(cache_env / "a"), cfg, (1, 2, 3)) == _results(
+        Store(cache_env / "b"), cfg, (1, 2, 3)
+    )
+
+
+def test_embedding_cache_key_tracks_weights_and_transform(cache_env) -> None:
+    cache = train.EmbeddingCache(cache_env)
+    bb = models.load_backbone("smoke-vit")
+    key = cache.key(bb, "t", 64, False)
+    assert key != cache.key(bb, "t2", 64, False)
+    assert key != cache.key(bb, "t", 64, True)
+    other = models.Backbone(bb.model, bb.spec, "0" * 64, None)
+    assert key != cache.key(other, "t", 64, False)
+
+
+def test_interrupted_run_resumes_to_the_same_results(task, cache_env) -> None:
+    cfg = _cfg("smoke-resnet", "end_to_end")
+    whole = Store(cache_env / "whole")
+    train.run_config(cfg, task, whole, (1, 2))
+    broken = Store(cache_env / "broken")
+    with pytest.raises(KeyboardInterrupt, match="after fold 1"):
+        train.run_config(cfg, task, broken, (1, 2), fail_after_fold=1)
+    assert broken.done_folds(cfg.hash) == [1]
+    resumed = train.run_config(cfg, task, broken, (1, 2))
+    assert resumed.folds_skipped == [1] and resumed.folds_done == [2]
+    assert _results(whole, cfg, (1, 2)) == _results(broken, cfg, (1, 2))
+
+
+def test_same_seed_same_results_other_seed_differs(task, cache_env) -> None:
+    runs = []
+    for name, seed in (("a", 0), ("b", 0), ("c", 1)):
+        cfg = _cfg("smoke-vit", "lora", seed)
+        train.run_config(cfg, task, Store(cache_env / name), (1,))
+        runs.append(_results(Store(cache_env / name), cfg, (1,)))
+    assert runs[0] == runs[1]
+    assert runs[0] != runs[2]
+
+
+def test_presets() -> None:
+    paper = train.hyperparameters("prov-gigapath", "linear_probe", "paper")
+    ref = train.hyperparameters("prov-gigapath", "linear_probe", "reference-code")
+    assert (paper.lr, paper.weight_decay, ref.lr, ref.weight_decay) == (5e-5, 1e-5, 1e-3, 1e-4)
+    assert train.hyperparameters("uni", "lora", "paper").early_stopping == 15
+    assert train.hyperparameters("uni", "lora", "reference-code").early_stopping == 10
+    assert train.hyperparameters("uni", "linear_probe", "reference-code").early_stopping == 15
+    hp = train.hyperparameters("swin-b", "end_to_end", "paper")
+    assert (hp.max_epochs, hp.batch_size, hp.plateau_factor, hp.plateau_patience, hp.min_lr) == (
+        100,
+        8,
+        0.5,
+        3,
+        1e-7,
+    )
+    with pytest.raises(ValueError):
+        train.hyperparameters("uni", "lora", "fast")
+
+
+def test_config_hash_keys_everything() -> None:
+    base = train.RunConfig("uni", "lora")
+    assert base.hash == train.RunConfig("uni", "lora").hash
+    for other in (
+        train.RunConfig("uni", "linear_probe"),
+        train.RunConfig("uni", "lora", preset="reference-code"),
+        train.RunConfig("uni", "lora", tier="smoke"),
+        train.RunConfig("uni", "lora", seed=1),
+    ):
+        assert other.hash != base.hash
+    with pytest.raises(ValueError, match="runs linear_probe, lora"):
+        train.RunConfig("uni", "end_to_end")
+
+
+def test_weighted_sampler_balances_classes() -> None:
+    labels = np.array([0] * 10 + [1] * 90)
+    w = train.class_weights(labels)
+    assert torch.isclose(w[labels == 0].sum(), w[labels == 1].sum())
+    with pytest.raises(ValueError, match="lacks a class"):
+        train.class_weights(np.ones(5, dtype=int))
+
+
+def test_metrics_treat_normal_as_positive() -> None:
+    y_normal = np.array([1, 1, 1, 0])
+    prob_normal = np.array([0.9, 0.8, 0.4, 0.3])
+    m = train.fold_metrics(y_normal, prob_normal)
+    assert m["balanced_accuracy"] == pytest.approx((2 / 3 + 1) / 2)
+    assert m["auroc"] == 1.0 and m["pr_auc"] == 1.0
+
+
+def test_transforms() -> None:
+    spec = models.get_spec("prov-gigapath")
+    assert (
+        "Resize(256, bicubic), CenterCrop(224)"
+        in train.describe_transforms(spec, "linear_probe", 224)["eval"]
+    )
+    x = torch.full((2, 128, 128, 3), 255, dtype=torch.uint8)
+    out = train.Transform(spec, "linear_probe", 224, train=False)(x, torch.device("cpu"))
+    assert out.shape == (2, 3, 224, 224)
+    assert torch.allclose(out[:, 0], torch.tensor((1 - 0.485) / 0.229))
+    virchow = train.train_steps(models.get_spec("virchow"), "lora", 224)
+    assert virchow[0] == "RandomResizedCrop(224, scale=(0.8,1))"
+    assert train.train_steps(models.get_spec("h-optimus-1"), "lora", 224)[0] == "Resize(224)"
+    torch.manual_seed(0)
+    noisy = torch.randint(0, 255, (4, 128, 128, 3), dtype=torch.uint8)
+    aug = train.Transform(models.get_spec("uni"), "lora", 224, train=True)
+    same = noisy[:1].repeat(4, 1, 1, 1)
+    out = aug(same, torch.device("cpu"))
+    assert not torch.allclose(out[0], out[1])  # each image draws its own augmentation
+
+
+def test_parse_config_and_folds() -> None:
+    assert train.parse_config("uni:lora") == ("uni", "lora")
+    assert train.parse_config("Vision Transformer|end_to_end") == ("vit-l16", "end_to_end")
+    assert train.parse_config("virchow2:lp") == ("virchow2", "linear_probe")
+    assert train.parse_folds("1-5") == [1, 2, 3, 4, 5] and train.parse_folds("1,3") == [1, 3]
+    with pytest.raises(ValueError):
+        train.parse_folds("0-6")
+    with pytest.raises(ValueError):
+        train.parse_config("uni")
+
+
+def test_plan_lists_table3_with_reasons(capsys, tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(models, "_hf_cache_dir", lambda: tmp_path / "hf")
+    assert train.cli_plan(Namespace(json=True, weights_dir=str(tmp_path))) == 0
+    rows = json.loads(capsys.readouterr().out)
+    paper = {(r["model"], r["method"]) for r in rows if r["in_paper"]}
+    assert paper == REFERENCE_CONFIGS and len(rows) == 19
+    uni = next(r for r in rows if r["config"] == "uni:lora")
+    assert not uni["runnable"] and "weights of UNI (MahmoodLab/UNI)" in uni["reason"]
+    if not torch.cuda.is_available():
+        assert "a GPU" in uni["reason"]
+
+
+def test_cli_run_full_tier_refuses_cpu_without_asking(monkeypatch) -> None:
+    from harness.paths import MissingInputError
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    args = Namespace(
+        config="efficientnetv2-m:e2e",
+        folds="1",
+        tier="full",
+        preset="paper",
+        store=None,
+        device="auto",
+        data_root=None,
+        weights_dir=None,
+    )
+    with pytest.raises(MissingInputError, match="needs a GPU"):
+        train.cli_run(args)
+
+
+def test_export_and_smoke_claims(task, cache_env) -> None:
+    """A results set from the store; the smoke evaluators judge it and can fail."""
+    store = Store(cache_env / "s")
+    cfgs = [_cfg("smoke-vit", "linear_probe")]
+    train.run_config(cfgs[0], task, store, (1, 2))
+    out = train.export_results(
+        store,
+        cfgs,
+        cache_env / "s",
+        name="t",
+        tier="smoke",
+        preset="paper",
+        data="synthetic",
+        counters={"slide_overlaps": 0},
+    )
+    rs = load_results_set(out)
+    assert rs.manifest["configs"]["UNI|lora"]["status"] == "not run"
+    assert "needs" in rs.manifest["configs"]["UNI|lora"]["reason"]
+    assert rs.folds("smoke ViT-Ti/16", "linear_probe", "synthetic:AMi-Br") == [1, 2]
+    judged = {}
+    for cid, kind, params, expected in (
+        (
+            "passes",
+            "run_counter",
+            {"counter": "forward_passes_per_image", "method": "linear_probe"},
+            1,
+        ),
+        ("slides", "run_counter", {"counter": "slide_overlaps"}, 0),
+        ("above", "smoke_above_chance", {"method": "linear_probe", "metric": "auroc"}, 0.0),
+        ("unreachable", "smoke_above_chance", {"method": "linear_probe", "metric": "auroc"}, 1.01),
+    ):
+        claim = Claim(cid, cid, "-", "Smoke", kind, "run", {"rule": "exact"}, params, expected)
+        judged[cid] = evaluate(claim, Context(results=rs), strict=True).verdict
+    assert judged["passes"].status == "passed" and judged["passes"].observed == 1.0
+    assert judged["slides"].status == "passed" and judged["slides"].observed == 0
+    assert judged["above"].status == "passed" and 0.0 <= judged["above"].observed <= 1.0
+    assert judged["unreachable"].status == "failed"
+    on_paper = evaluate(claim, Context(results=load_results_set("paper")), strict=True)
+    assert on_paper.status == "not run" and "smoke results set" in on_paper.verdict.reason
