@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from harness import __version__
@@ -116,9 +117,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if not sys.stdout.isatty():
+        os.environ.setdefault("COLUMNS", "160")  # rich tables in logs and CI: no squeezed columns
     try:
         return int(args.func(args) or 0)
-    except MissingInputError as exc:
+    except (MissingInputError, ValueError) as exc:
+        # Bad or missing input (data, weights, results, a configuration name): one clear line.
+        # ValueError covers DataError and ResultsError; AMIBR_DEBUG=1 shows the traceback.
+        if os.environ.get("AMIBR_DEBUG"):
+            raise
         print(f"amibr-bench: {exc}", file=sys.stderr)
         return 2
 
