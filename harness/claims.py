@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from harness import data, paths
+from harness import data, paths, splits
 from harness import stats as st
 from harness.results import (
     TEST_SETS,
@@ -54,7 +54,7 @@ METHOD_WORDS = {"end_to_end": "end-to-end", "linear_probe": "linear probe", "lor
 METRIC_WORDS = {"balanced_accuracy": "balanced accuracy", "auroc": "AUROC", "pr_auc": "PR-AUC"}
 
 
-class RegistryError(ValueError):
+class RegistryError(paths.InputError):
     """The claim registry is malformed; the message names the file and the claim."""
 
 
@@ -925,7 +925,11 @@ def eval_dataset(claim: Claim, ctx: Context) -> Verdict:
         raise NotRun(
             f"needs the public datasets at {ctx.data_hint} (--data-root or ${paths.DATA_ENV})"
         )
-    observed = data.observe_dataset_claim(claim, ctx.data_root)
+    if claim.kind == "slide_disjoint":
+        rows = splits.author_folds(ctx.data_root)
+        observed = not splits.slide_overlaps(rows, between=claim.params.get("between", "all"))
+    else:
+        observed = data.figure(ctx.data_root, claim.params["dataset"], claim.params["field"])
     ok = st.within_tolerance(observed, claim.expected, claim.tolerance)
     shown = f"{observed:.4g}" if isinstance(observed, float) else repr(observed)
     return Verdict(st.PASSED if ok else st.FAILED, observed, f"observed {shown} in {ctx.data_root}")

@@ -9,7 +9,7 @@ import os
 import sys
 
 from harness import __version__
-from harness.paths import MissingInputError
+from harness.paths import InputError
 
 
 def _handler(module: str, function: str):
@@ -121,9 +121,9 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.setdefault("COLUMNS", "160")  # rich tables in logs and CI: no squeezed columns
     try:
         return int(args.func(args) or 0)
-    except (MissingInputError, ValueError) as exc:
+    except InputError as exc:
         # Bad or missing input (data, weights, results, a configuration name): one clear line.
-        # ValueError covers DataError and ResultsError; AMIBR_DEBUG=1 shows the traceback.
+        # Anything else is a bug and keeps its traceback; AMIBR_DEBUG=1 shows it for these too.
         if os.environ.get("AMIBR_DEBUG"):
             raise
         print(f"amibr-bench: {exc}", file=sys.stderr)

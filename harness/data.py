@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from harness.paths import InputError
+
 DATASETS = ("AMi-Br", "AtNorM-Br", "AtNorM-MD")
 LABELS = ("Atypical", "Normal")
 IMAGE_SIZE = (128, 128)  # width, height
@@ -43,7 +45,7 @@ FIXED_SOURCE = {"AtNorM-Br": "TCGA", "AtNorM-MD": "MIDOG++"}
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-class DataError(ValueError):
+class DataError(InputError):
     """Bad input data; the message always starts with the offending file."""
 
     def __init__(self, path: str | os.PathLike, message: str):
@@ -605,22 +607,9 @@ def _lookup(figs: Mapping, dotted: str):
     return value
 
 
-def observe_dataset_claim(claim: Mapping, root: str | os.PathLike) -> object:
-    """The observed value of a `dataset_figure` or `slide_disjoint` claim (the claims engine judges it)."""
-    root = Path(root)
-    params = claim.get("params") or {}
-    kind = claim["kind"]
-    if kind == "dataset_figure":
-        observed = _lookup(_cached_table1(root)[params["dataset"]], params["field"])
-    elif kind == "slide_disjoint":
-        from harness import splits
-
-        observed = not splits.slide_overlaps(
-            splits.author_folds(root), between=params.get("between", "all")
-        )
-    else:
-        raise ValueError(f"claim {claim.get('id')}: kind {kind!r} is not a dataset claim")
-    return observed
+def figure(root: str | os.PathLike, dataset: str, field: str) -> object:
+    """One Table 1 figure, e.g. figure(root, "AMi-Br", "source_counts.MIDOG21") (cached per tree)."""
+    return _lookup(_cached_table1(Path(root))[dataset], field)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from harness.paths import MissingInputError, atomic_write
+from harness.paths import InputError, MissingInputError, atomic_write
 from harness.paths import weights_dir as resolve_weights_dir
 
 # Bump whenever an architecture, kwarg, normalisation, recipe or loading rule changes: it is part
@@ -55,7 +55,7 @@ class WeightsMissing(MissingInputError):
     """A model's pretrained weights are in none of the places searched (the message lists them)."""
 
 
-class StrictLoadError(RuntimeError):
+class StrictLoadError(InputError):
     """A checkpoint does not match the architecture key for key and shape for shape."""
 
 
@@ -381,7 +381,7 @@ def get_spec(key: str) -> ModelSpec:
     try:
         return SPECS[key]
     except KeyError:
-        raise KeyError(f"unknown model {key!r}; known: {', '.join(SPECS)}") from None
+        raise InputError(f"unknown model {key!r}; known: {', '.join(SPECS)}") from None
 
 
 @contextlib.contextmanager
@@ -533,11 +533,16 @@ def weights_present(key: str, weights_dir: str | os.PathLike | None = None) -> b
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """safetensors, or a torch pickle read with weights_only=True (never executes code)."""
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
 
-        return load_file(str(path))
-    state = torch.load(path, map_location="cpu", weights_only=True)
+            return load_file(str(path))
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's input problem
+        raise StrictLoadError(
+            f"{path}: cannot read the weights ({type(exc).__name__}: {exc})"
+        ) from exc
     if not isinstance(state, dict):
         raise StrictLoadError(f"{path}: expected a state dict, found {type(state).__name__}")
     return state

@@ -18,7 +18,11 @@ CACHE_ENV = "AMIBR_CACHE"
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data" / "amibr-benchmark"
 
 
-class MissingInputError(RuntimeError):
+class InputError(ValueError):
+    """Bad user input (a file, a folder, an option): the CLI prints its one-line message."""
+
+
+class MissingInputError(InputError):
     """An input the user must supply (data, weights, results) is absent; the message says what."""
 
 
@@ -47,7 +51,13 @@ def data_root(flag: str | os.PathLike | None = None, *, required: bool = True) -
 def weights_dir(flag: str | os.PathLike | None = None) -> Path | None:
     """The folder holding foundation-model weights: --weights-dir, else $AMIBR_WEIGHTS."""
     value = flag or os.environ.get(WEIGHTS_ENV)
-    return Path(value).expanduser().resolve() if value else None
+    if not value:
+        return None
+    path = Path(value).expanduser().resolve()
+    if not path.is_dir():
+        source = "--weights-dir" if flag else f"${WEIGHTS_ENV}"
+        raise MissingInputError(f"weights folder {path} (from {source}) does not exist")
+    return path
 
 
 def cache_dir(flag: str | os.PathLike | None = None) -> Path:
@@ -70,6 +80,9 @@ def atomic_write(path: str | os.PathLike, data: str | bytes) -> Path:
             fh.write(data.encode("utf-8") if isinstance(data, str) else data)
             fh.flush()
             os.fsync(fh.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; give it a normal file's mode
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from harness import __version__, paths
-from harness.paths import EXPECTED_RESULTS
+from harness.paths import EXPECTED_RESULTS, InputError
 
 METHODS = ("end_to_end", "linear_probe", "lora")
 TEST_SETS = ("AMi-Br", "AtNorM-Br", "AtNorM-MD")
@@ -55,7 +55,7 @@ _BY_LOWER = {k.lower(): v for k, v in MODEL_NAMES.items()} | {
 }
 
 
-class ResultsError(ValueError):
+class ResultsError(InputError):
     """A results set is missing, incomplete or inconsistent; the message names the file."""
 
 

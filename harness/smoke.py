@@ -150,7 +150,10 @@ def cli_smoke(args) -> int:
         )
     console.rule("smoke: synthetic fixture (5 folds, 3 strategies)")
     synth_out, _ = _smoke_pass("synthetic", synth_root, store_root / "synthetic", console)
-    real_root = None if args.synthetic else paths.data_root(args.data_root, required=False)
+    # A --data-root that was given must exist; without one, real data is used where present.
+    real_root = (
+        None if args.synthetic else paths.data_root(args.data_root, required=bool(args.data_root))
+    )
     if real_root is not None:
         console.rule(f"smoke: real data subset ({real_root})")
         real_out, _ = _smoke_pass("real", real_root, store_root / "real", console)

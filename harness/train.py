@@ -645,13 +645,13 @@ def run_config(
     `fail_after_fold` raises after that fold is stored (tests of resumption)."""
     device = torch.device(device)
     t0 = time.perf_counter()
-    store.register(cfg.hash, cfg.describe())
     todo = [f for f in folds if not store.is_done(cfg.hash, f)]
     report = RunReport(cfg, [], [f for f in folds if f not in todo], {}, 0.0)
     if not todo:
         return report
     hp, spec = cfg.hyper(), cfg.spec
     backbone = models.load_backbone(cfg.model, weights_dir, seed=cfg.seed)
+    store.register(cfg.hash, cfg.describe())  # only once the inputs loaded: no empty records
     t_eval = Transform(spec, cfg.method, cfg.size, train=False)
     t_train = Transform(spec, cfg.method, cfg.size, train=True)
     test_inputs = {name: ts.images for name, ts in task.tests.items()}
@@ -853,25 +853,30 @@ def parse_config(name: str) -> tuple[str, str]:
     """'uni:lora', 'UNI|lora', 'vit-l16:e2e' -> (registry key, method)."""
     model, sep, method = name.replace("|", ":").partition(":")
     if not sep:
-        raise ValueError(f"configuration {name!r} must read MODEL:METHOD (see `amibr-bench plan`)")
+        raise paths.InputError(
+            f"configuration {name!r} must read MODEL:METHOD (see `amibr-bench plan`)"
+        )
     method = STRATEGY_ALIASES.get(method.strip().lower(), method.strip().lower())
     by_name = {s.name.lower(): k for k, s in models.SPECS.items()}
     key = model.strip().lower()
     key = key if key in models.SPECS else by_name.get(key, key)
     models.get_spec(key)
     if method not in models.METHODS:
-        raise ValueError(f"method {method!r} is not one of {', '.join(models.METHODS)}")
+        raise paths.InputError(f"method {method!r} is not one of {', '.join(models.METHODS)}")
     return key, method
 
 
 def parse_folds(text: str) -> list[int]:
     """'1-5' or '1,3' -> [1, ...]; folds are 1..5."""
     out: list[int] = []
-    for part in str(text).split(","):
-        a, _, b = part.strip().partition("-")
-        out += list(range(int(a), int(b or a) + 1))
+    try:
+        for part in str(text).split(","):
+            a, _, b = part.strip().partition("-")
+            out += list(range(int(a), int(b or a) + 1))
+    except ValueError:
+        out = []
     if not out or any(f not in range(1, 6) for f in out):
-        raise ValueError(f"folds must lie in 1..5, not {text!r}")
+        raise paths.InputError(f"--folds must name folds in 1..5 like 1-5 or 1,3, not {text!r}")
     return sorted(set(out))
 
 

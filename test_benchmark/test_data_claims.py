@@ -1,5 +1,5 @@
-"""The dataset claims of expected_results/dataset.yaml, judged on the public data, plus the
-evaluator itself on the synthetic fixture (where it must be able to say "failed")."""
+"""The dataset claims of expected_results/dataset.yaml: well formed, and judged by the claims
+engine on the synthetic fixture, where they must be able to say "failed"."""
 
 from __future__ import annotations
 
@@ -9,11 +9,28 @@ import shutil
 import pytest
 import yaml
 
+from harness import claims as cl
 from harness import data, paths, stats
 
 CLAIMS_FILE = paths.EXPECTED_RESULTS / "dataset.yaml"
 CLAIMS = yaml.safe_load(CLAIMS_FILE.read_text(encoding="utf-8"))["claims"]
 KINDS = ("dataset_figure", "slide_disjoint")
+
+
+def _judge(raw: dict, root) -> cl.ClaimResult:
+    """The claims engine's verdict on one dataset claim (a plain dict as in the YAML)."""
+    claim = cl.Claim(
+        raw["id"],
+        raw.get("statement", "-"),
+        raw.get("source", "-"),
+        raw.get("section", "-"),
+        raw["kind"],
+        raw.get("needs", "data"),
+        raw["tolerance"],
+        raw["params"],
+        raw["expected"],
+    )
+    return cl.evaluate(claim, cl.Context(data_root=root), strict=True)
 
 
 def test_claims_file_is_well_formed(synth_root):
@@ -27,8 +44,9 @@ def test_claims_file_is_well_formed(synth_root):
         if c["kind"] == "dataset_figure":
             # every field exists (a typo would otherwise only show up with the real data)
             data._lookup(figs[c["params"]["dataset"]], c["params"]["field"])
-        # the evaluator runs on any tree; on the synthetic one the figures differ
-        data.observe_dataset_claim(c, synth_root)
+        # the engine judges them on any tree; on the synthetic one the figures differ
+        result = _judge(c, synth_root)
+        assert result.status in ("passed", "failed"), (c["id"], result.verdict)
 
 
 @pytest.mark.parametrize(
@@ -55,14 +73,11 @@ def test_within_tolerance(observed, expected, tolerance, ok):
     assert stats.within_tolerance(observed, expected, tolerance) is ok
 
 
-def test_unknown_rule_or_kind_is_an_error(synth_root):
+def test_unknown_rule_or_field_is_an_error(synth_root):
     with pytest.raises(ValueError, match="fold_spread"):
         stats.within_tolerance(1, 1, {"rule": "fold_spread"})
-    with pytest.raises(ValueError, match="table_cell"):
-        data.observe_dataset_claim({"id": "x", "kind": "table_cell", "expected": 1}, synth_root)
-    bad_field = {"kind": "dataset_figure", "params": {"dataset": "AMi-Br", "field": "nope"}}
     with pytest.raises(KeyError, match="nope"):
-        data.observe_dataset_claim({**bad_field, "expected": 1}, synth_root)
+        data.figure(synth_root, "AMi-Br", "nope")
 
 
 def test_figure_claim_on_synthetic_data(synth_root):
@@ -74,9 +89,8 @@ def test_figure_claim_on_synthetic_data(synth_root):
         "expected": figs["AMi-Br"]["source_counts"]["MIDOG21"],
         "tolerance": {"rule": "exact"},
     }
-    observed = data.observe_dataset_claim(claim, synth_root)
-    assert stats.within_tolerance(observed, claim["expected"], claim["tolerance"])
-    assert not stats.within_tolerance(observed, claim["expected"] + 1, claim["tolerance"])
+    assert _judge(claim, synth_root).status == "passed"
+    assert _judge({**claim, "expected": claim["expected"] + 1}, synth_root).status == "failed"
 
 
 def test_slide_disjoint_claim_fails_when_a_slide_is_shared(synth_root, tmp_path):
@@ -87,7 +101,7 @@ def test_slide_disjoint_claim_fails_when_a_slide_is_shared(synth_root, tmp_path)
         "expected": True,
         "tolerance": {"rule": "exact"},
     }
-    assert data.observe_dataset_claim(claim, synth_root) is True
+    assert _judge(claim, synth_root).status == "passed"
     # move one training figure onto a test slide, consistently in both CSVs
     root = tmp_path / "data"
     shutil.copytree(synth_root, root)
@@ -107,6 +121,6 @@ def test_slide_disjoint_claim_fails_when_a_slide_is_shared(synth_root, tmp_path)
         with (root / name).open("w", newline="") as fh:
             csv.writer(fh, lineterminator="\n").writerows(rows)
     assert data.verify(root) == []
-    assert data.observe_dataset_claim(claim, root) is False
+    assert _judge(claim, root).status == "failed"
     claim["params"]["between"] = "folds"
-    assert data.observe_dataset_claim(claim, root) is True
+    assert _judge(claim, root).status == "passed"

@@ -14,6 +14,7 @@ from safetensors.torch import save_file
 
 from harness import models
 from harness.models import StrictLoadError, WeightsMissing
+from harness.paths import MissingInputError
 
 # MODELS.md: backbone parameters without a head; LoRA trainable parameters with the 1-logit head.
 BACKBONE_PARAMS = {
@@ -253,6 +254,9 @@ def test_weights_load_from_offline_hf_cache(tiny, tmp_path, monkeypatch) -> None
 
 def test_missing_weights_name_folder_and_file(tmp_path, monkeypatch) -> None:
     monkeypatch.setattr(models, "_hf_cache_dir", lambda: tmp_path / "hf")
+    with pytest.raises(MissingInputError, match="does not exist"):
+        models.load_backbone("uni", tmp_path / "no-such-folder")
+    (tmp_path / "w").mkdir()
     with pytest.raises(WeightsMissing) as err:
         models.load_backbone("uni", tmp_path / "w")
     text = str(err.value)
