@@ -45,6 +45,14 @@ FIXED_SOURCE = {"AtNorM-Br": "TCGA", "AtNorM-MD": "MIDOG++"}
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
+SYNTHETIC_MARKER = "SYNTHETIC"  # a file at the root of trees written by harness.synth
+
+
+def is_synthetic(root: str | os.PathLike) -> bool:
+    """Results on a synthetic tree must never be mistaken for results on the public data."""
+    return (Path(root) / SYNTHETIC_MARKER).is_file()
+
+
 class DataError(InputError):
     """Bad input data; the message always starts with the offending file."""
 

@@ -24,7 +24,7 @@ from harness.claims import (
     evaluate,
     load_claims,
 )
-from harness.results import ResultsError
+from harness.paths import InputError
 
 RESULTS_KEY = pytest.StashKey[dict]()
 CONTEXT_KEY = pytest.StashKey[Context]()
@@ -36,6 +36,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--results",
         default="paper",
         help="results set the claim tests judge: 'paper' (the authors' numbers) or a folder",
+    )
+    group.addoption(
+        "--weights-dir",
+        default=None,
+        help="foundation-model weights (default $AMIBR_WEIGHTS, then the offline HF cache)",
     )
     group.addoption(
         "--claims-report",
@@ -85,7 +90,7 @@ def claims_context(request: pytest.FixtureRequest) -> Context:
                 config.getoption("--data-root", default=None),
                 config.getoption("--weights-dir", default=None),
             )
-        except ResultsError as exc:
+        except InputError as exc:
             pytest.exit(f"--results {spec}: {exc}", returncode=4)
     return config.stash[CONTEXT_KEY]
 

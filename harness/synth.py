@@ -270,7 +270,13 @@ def _atnorm_md(out: Path, rng: np.random.Generator, sizes: Sizes) -> None:
     _write_csv(out / data.VOTES_CSV, data.VOTES_COLUMNS, rows)
 
 
-LAYOUT = ("AMi-Br", "AtNorM-Br", "AtNorM-MD", data.AMIBR_CSV, data.TRAIN_CSV, data.VOTES_CSV)
+LAYOUT = (
+    *data.DATASETS,
+    data.AMIBR_CSV,
+    data.TRAIN_CSV,
+    data.VOTES_CSV,
+    data.SYNTHETIC_MARKER,
+)
 
 
 def generate(out: str | os.PathLike, seed: int = 0, sizes: Sizes | None = None) -> Path:
@@ -298,6 +304,9 @@ def generate(out: str | os.PathLike, seed: int = 0, sizes: Sizes | None = None) 
             tmp, np.random.default_rng(seeds[1]), "AtNorM-Br", sizes.br_total, sizes.br_atypical
         )
         _atnorm_md(tmp, np.random.default_rng(seeds[2]), sizes)
+        (tmp / data.SYNTHETIC_MARKER).write_text(
+            f"Synthetic dataset written by `amibr-bench data synth --seed {seed}`; not real data.\n"
+        )
         problems = data.verify(tmp)
         if problems:  # a generator bug must never leave a broken fixture behind
             raise RuntimeError("synthetic dataset fails verification: " + str(problems[0]))

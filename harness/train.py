@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from harness import __version__, models, paths
+from harness import __version__, data, models, paths
 from harness.store import Store
 
 STRATEGY_ALIASES = {
@@ -539,7 +539,7 @@ def load_task(
     root: Path, kind: str, subset: Mapping[str, int] | None = None, seed: int = 0
 ) -> TaskData:
     """Records and folds from the data layer, images from the decoded-image cache."""
-    from harness import data, splits
+    from harness import splits
 
     subset = dict(subset or {})
     rng = np.random.default_rng(seed)
@@ -1052,16 +1052,17 @@ def cli_run(args) -> int:
             )
     weights_dir = getattr(args, "weights_dir", None)
     extra = SMOKE_TIER_FOR_PAPER_MODELS if args.tier == "smoke" else {}
-    cfg = RunConfig(key, method, args.preset, args.tier, "real", **extra)
+    root = paths.data_root(getattr(args, "data_root", None))
+    kind = "synthetic" if data.is_synthetic(root) else "real"
+    cfg = RunConfig(key, method, args.preset, args.tier, kind, **extra)
     if not cfg.spec.random_init:
         models.find_weights(key, weights_dir)  # fail before any data work
-    root = paths.data_root(getattr(args, "data_root", None))
     store_dir = (
         Path(args.store) if getattr(args, "store", None) else paths.REPO_ROOT / "runs" / args.tier
     )
     store = Store(store_dir)
     console.print(f"[bold]{cfg.label}[/] hash {cfg.hash} -> {store_dir} (device {device})")
-    task = load_task(root, "real", dict(cfg.subset), seed=cfg.seed)
+    task = load_task(root, kind, dict(cfg.subset), seed=cfg.seed)
     report = run_config(
         cfg, task, store, folds, device=device, weights_dir=weights_dir, console=console
     )
@@ -1069,14 +1070,17 @@ def cli_run(args) -> int:
         f"folds trained {report.folds_done}, reused {report.folds_skipped}, "
         f"{report.seconds:.0f} s; counters {report.counters}"
     )
+    exported = _plan_configs(store, preset=args.preset, tier=args.tier, data=kind)
+    if cfg.hash not in {c.hash for c in exported}:
+        exported.append(cfg)  # a configuration outside the plan (e.g. a smoke model)
     export_results(
         store,
-        _plan_configs(store, preset=args.preset, tier=args.tier, data="real"),
+        exported,
         store_dir,
         name=f"{args.tier}-{args.preset}",
         tier=args.tier,
         preset=args.preset,
-        data="real",
+        data=kind,
         weights_dir=weights_dir,
         counters={"slide_overlaps": len(task.slide_overlaps)},
         notes=task.notes,
