@@ -320,3 +320,21 @@ def test_unexpected_pass_of_a_contradiction_is_flagged():
 def test_cell_statistics_match_the_paper_convention():
     cell = cl.Cell("m", "lora", "AMi-Br", "auroc", np.array([0.8, 0.9]))
     assert cell.std == pytest.approx(0.05) and cell.sd == pytest.approx(0.05 * np.sqrt(2))
+
+
+def test_generated_table3_files_are_up_to_date(tmp_path, monkeypatch):
+    """table3.yaml and prose_numbers.yaml are generated: a hand edit makes this fail."""
+    import importlib.util
+
+    from harness import paths
+
+    path = paths.EXPECTED_RESULTS / "generate_table3.py"
+    spec = importlib.util.spec_from_file_location("generate_table3", path)
+    gen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gen)
+    monkeypatch.setattr(gen, "OUT", tmp_path / "table3.yaml")
+    monkeypatch.setattr(gen, "OUT_PROSE", tmp_path / "prose_numbers.yaml")
+    gen.main()
+    for name in ("table3.yaml", "prose_numbers.yaml"):
+        committed = (paths.EXPECTED_RESULTS / name).read_text(encoding="utf-8")
+        assert (tmp_path / name).read_text(encoding="utf-8") == committed, name
