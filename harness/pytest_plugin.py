@@ -43,6 +43,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="foundation-model weights (default $AMIBR_WEIGHTS, then the offline HF cache)",
     )
     group.addoption(
+        "--train-full",
+        action="store_true",
+        help="first train every runnable Table 3 configuration into the --results folder "
+        "(full tier, CUDA and weights needed; finished folds are reused)",
+    )
+    group.addoption(
         "--claims-report",
         default=None,
         help="markdown claim report to write (default reports/claims-<results set>.md)",
@@ -84,6 +90,8 @@ def claims_context(request: pytest.FixtureRequest) -> Context:
     config = request.config
     if CONTEXT_KEY not in config.stash:
         spec = config.getoption("--results")
+        if config.getoption("--train-full"):
+            _train_full(config, spec)
         try:
             config.stash[CONTEXT_KEY] = build_context(
                 spec,
@@ -93,6 +101,21 @@ def claims_context(request: pytest.FixtureRequest) -> Context:
         except InputError as exc:
             pytest.exit(f"--results {spec}: {exc}", returncode=4)
     return config.stash[CONTEXT_KEY]
+
+
+def _train_full(config: pytest.Config, spec: str) -> None:
+    """The claim tests' trainer: each (configuration, fold) trains once, into the results folder."""
+    from harness import train
+
+    if spec == "paper":
+        pytest.exit("--train-full needs --results FOLDER (where the harness writes its results)", 4)
+    skipped = train.train_plan(
+        Path(spec),
+        data_root=config.getoption("--data-root", default=None),
+        weights_dir=config.getoption("--weights-dir", default=None),
+    )
+    for name, why in skipped.items():
+        print(f"amibr-bench: {name} not trained: {why}")
 
 
 def check_claim(claim: Claim, ctx: Context, config: pytest.Config) -> ClaimResult:

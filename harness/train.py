@@ -1035,6 +1035,31 @@ def _plan_configs(store: Store, *, preset: str, tier: str, data: str) -> list[Ru
     return out
 
 
+def train_plan(
+    store_dir: Path, *, data_root=None, weights_dir=None, preset: str = "paper", console=None
+) -> dict[str, str]:
+    """Train every configuration of Table 3 this machine can run (each (configuration, fold) once,
+    across sessions: the store keeps finished folds); returns config -> why it was not run."""
+    skipped = {}
+    weights_dir = paths.weights_dir(weights_dir)
+    for key, method in PAPER_PLAN:
+        lacks = missing_for(key, weights_dir)
+        if lacks:
+            skipped[config_name(key, method)] = not_run_reason(lacks)
+            continue
+        if console is not None:
+            console.print(f"full tier: {config_name(key, method)}")
+        ensure_trained(
+            key,
+            method,
+            store_dir=store_dir,
+            data_root=data_root,
+            weights_dir=weights_dir,
+            preset=preset,
+        )
+    return skipped
+
+
 def cli_run(args) -> int:
     """`amibr-bench run --config NAME`: train and evaluate one configuration, then export the store
     as a results set (the store folder itself: fold_metrics.csv, predictions.csv, manifest.json)."""

@@ -312,3 +312,16 @@ def test_export_and_smoke_claims(task, cache_env) -> None:
     assert judged["unreachable"].status == "failed"
     on_paper = evaluate(claim, Context(results=load_results_set("paper")), strict=True)
     assert on_paper.status == "not run" and "smoke results set" in on_paper.verdict.reason
+
+
+def test_train_plan_says_what_each_configuration_lacks(tmp_path, monkeypatch) -> None:
+    """Without CUDA nothing trains, and every Table 3 configuration says why (never a pass)."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.delenv("AMIBR_WEIGHTS", raising=False)  # a user's own weights must not matter here
+    monkeypatch.setattr(models, "_hf_cache_dir", lambda: tmp_path / "empty-hf-cache")
+    called = []
+    monkeypatch.setattr(train, "ensure_trained", lambda *a, **k: called.append(a))
+    skipped = train.train_plan(tmp_path / "full")
+    assert called == [] and len(skipped) == 17
+    assert all(why.startswith("needs a GPU") for why in skipped.values())
+    assert "weights of UNI" in skipped[train.config_name("uni", "lora")]
