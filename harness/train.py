@@ -813,34 +813,16 @@ class _progress:
 
 # --- the plan (Table 3) ---------------------------------------------------------------------------
 
+# Table 3's rows, in the paper's order.
+FOUNDATION_KEYS = (
+    "uni", "uni2-h", "virchow", "virchow2", "prov-gigapath", "h-optimus-0", "h-optimus-1",
+)  # fmt: skip
 PAPER_PLAN: tuple[tuple[str, str], ...] = (
     ("efficientnetv2-m", "end_to_end"),
     ("vit-l16", "end_to_end"),
     ("swin-b", "end_to_end"),
-    *(
-        (k, "linear_probe")
-        for k in (
-            "uni",
-            "uni2-h",
-            "virchow",
-            "virchow2",
-            "prov-gigapath",
-            "h-optimus-0",
-            "h-optimus-1",
-        )
-    ),
-    *(
-        (k, "lora")
-        for k in (
-            "uni",
-            "uni2-h",
-            "virchow",
-            "virchow2",
-            "prov-gigapath",
-            "h-optimus-0",
-            "h-optimus-1",
-        )
-    ),
+    *((k, "linear_probe") for k in FOUNDATION_KEYS),
+    *((k, "lora") for k in FOUNDATION_KEYS),
 )
 EXTRA_PLAN: tuple[tuple[str, str], ...] = (("h0-mini", "linear_probe"), ("h0-mini", "lora"))
 
