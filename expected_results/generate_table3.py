@@ -74,6 +74,18 @@ PROSE = {
 }
 
 
+def mean_tolerance(v: np.ndarray) -> dict:
+    """The fold_spread rule of a fold mean, with the reference folds' spread (ddof=1)."""
+    return {
+        "rule": "fold_spread",
+        "s_ref": round(float(v.std(ddof=1)), 6),
+        "n_ref": 5,
+        "k": 2,
+        "floor": 0.005,
+        "min_folds": 5,
+    }
+
+
 def slug(model: str) -> str:
     return model.lower().replace(" ", "-")
 
@@ -107,14 +119,7 @@ def main() -> None:
                         "needs": "results",
                         "params": {**params, "stat": "mean"},
                         "expected": mean,
-                        "tolerance": {
-                            "rule": "fold_spread",
-                            "s_ref": round(float(v.std(ddof=1)), 6),
-                            "n_ref": 5,
-                            "k": 2,
-                            "floor": 0.005,
-                            "min_folds": 5,
-                        },
+                        "tolerance": mean_tolerance(v),
                     }
                 )
                 std = round(float(v.std()), 4)
@@ -160,14 +165,7 @@ def main() -> None:
                     "stat": "mean",
                 },
                 "expected": value,
-                "tolerance": {
-                    "rule": "fold_spread",
-                    "s_ref": round(float(v.std(ddof=1)), 6),
-                    "n_ref": 5,
-                    "k": 2,
-                    "floor": 0.005,
-                    "min_folds": 5,
-                },
+                "tolerance": mean_tolerance(v),
             }
         )
     prose_header = (

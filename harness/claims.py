@@ -22,7 +22,6 @@ from harness import data, paths, splits
 from harness import stats as st
 from harness.results import (
     TEST_SETS,
-    ResultsError,
     ResultsSet,
     canonical_model,
     load_results_set,
@@ -119,8 +118,15 @@ class ClaimResult:
         return bool(self.claim.known_contradiction) and self.status == st.FAILED
 
     @property
+    def evaluator_error(self) -> bool:
+        return bool(self.verdict.details.get("evaluator_error"))
+
+    @property
     def unexpected(self) -> bool:
-        """A failure nobody expected, or a known contradiction that no longer fails."""
+        """A failure nobody expected, a known contradiction that no longer fails, or a claim the
+        harness could not judge because of an error (never to be read as a mere "not run")."""
+        if self.evaluator_error:
+            return True
         if self.claim.known_contradiction:
             return self.status in (st.PASSED, st.BETTER)
         return self.status == st.FAILED
@@ -866,26 +872,13 @@ def eval_config_count(claim: Claim, ctx: Context) -> Verdict:
     return Verdict(st.FAILED, observed, text)
 
 
-def _models_module():
-    try:
-        module = importlib.import_module("harness.models")
-        return module.parameter_count
-    except Exception as exc:  # noqa: BLE001 - any import problem means "cannot count"
-        raise NotRun(
-            f"harness.models.parameter_count is not available ({type(exc).__name__}: {exc})"
-        ) from exc
-
-
 def _count(ctx: Context, key: str, head) -> int:
+    """Parameters of a registry model built on the meta device. Imported late (it needs torch and
+    timm); a registry that cannot build a model is an error, never a claim "not run"."""
     cache = ctx.cache.setdefault("parameter_count", {})
     if (key, head) not in cache:
-        fn = _models_module()
-        try:
-            cache[(key, head)] = int(fn(key, head=head))
-        except Exception as exc:  # noqa: BLE001
-            raise NotRun(
-                f"could not count the parameters of {key} ({type(exc).__name__}: {exc})"
-            ) from exc
+        models = importlib.import_module("harness.models")
+        cache[(key, head)] = int(models.parameter_count(key, head=head))
     return cache[(key, head)]
 
 
@@ -1015,7 +1008,8 @@ EVALUATORS: dict[str, Callable[[Claim, Context], Verdict]] = {
 
 
 def evaluate(claim: Claim, ctx: Context, *, strict: bool = False) -> ClaimResult:
-    """Judge one claim. strict=True lets evaluator bugs raise (pytest); else they become not run."""
+    """Judge one claim. strict=True lets evaluator errors raise (pytest); else the claim is "not
+    run" with an ERROR reason and counts as unexpected, so the report's exit code shows it."""
     if claim.needs in ("results", "predictions", "run") and ctx.results is None:
         return ClaimResult(claim, Verdict(st.NOT_RUN, reason="no results set was given"))
     if claim.needs == "weights" and ctx.weights_dir is None:
@@ -1032,11 +1026,13 @@ def evaluate(claim: Claim, ctx: Context, *, strict: bool = False) -> ClaimResult
         verdict = Verdict(st.NOT_RUN, reason=str(exc))
     except Inconclusive as exc:
         verdict = Verdict(st.INCONCLUSIVE, reason=str(exc))
-    except (ResultsError, KeyError, TypeError, ValueError, ZeroDivisionError) as exc:
+    except Exception as exc:  # noqa: BLE001 - the report goes on, but flags the error
         if strict:
             raise
         verdict = Verdict(
-            st.NOT_RUN, reason=f"the evaluator could not judge it ({type(exc).__name__}: {exc})"
+            st.NOT_RUN,
+            reason=f"ERROR: the harness could not judge it ({type(exc).__name__}: {exc})",
+            details={"evaluator_error": True},
         )
     return ClaimResult(claim, verdict)
 

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from harness import paths
 from harness.paths import InputError
 
 DATASETS = ("AMi-Br", "AtNorM-Br", "AtNorM-MD")
@@ -668,8 +669,6 @@ def format_table1(figs: Mapping[str, Mapping]) -> str:
 
 def cli_verify(args) -> int:
     """`amibr-bench data verify`: Table 1 when sound, else one line per problem; exit 0 / 1."""
-    from harness import paths
-
     root = paths.data_root(getattr(args, "data_root", None))
     problems = verify(root)
     as_json = getattr(args, "json", False)

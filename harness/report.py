@@ -536,10 +536,10 @@ def to_text(results: list[ClaimResult], ctx: Context) -> str:
     note = _self_reference(results, ctx)
     out += [f"note: {note}", ""] if note else [""]
     for section, items in _sections(results):
-        not_run = [r for r in items if r.status == st.NOT_RUN]
+        not_run = [r for r in items if r.status == st.NOT_RUN and not r.evaluator_error]
         out.append(f"{section}")
         for r in items:
-            if r.status == st.NOT_RUN:
+            if r in not_run:
                 continue
             flag = " (known contradiction)" if r.claim.known_contradiction else ""
             flag = " (UNEXPECTED)" if r.unexpected else flag

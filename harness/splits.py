@@ -140,8 +140,6 @@ def summary(rows: Sequence[SplitRow]) -> str:
 
 def cli_splits(args) -> int:
     """`amibr-bench splits --out FILE.csv`: the folds and test split, one row per AMi-Br image."""
-    from harness import paths
-
     root = paths.data_root(getattr(args, "data_root", None))
     try:
         rows = author_folds(root)

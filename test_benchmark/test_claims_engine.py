@@ -187,11 +187,13 @@ def fake_models(counts):
     return mod
 
 
-def test_parameter_count_not_run_without_models(monkeypatch):
+def test_a_broken_model_registry_is_an_error_not_a_skip(monkeypatch):
     claim = next(c for c in cl.load_claims() if c.id == "table2.virchow.params")
     monkeypatch.setitem(sys.modules, "harness.models", None)  # import fails
-    r = cl.evaluate(claim, cl.Context())
-    assert r.status == st.NOT_RUN and "parameter_count is not available" in r.verdict.reason
+    with pytest.raises(ImportError):
+        cl.evaluate(claim, cl.Context(), strict=True)  # pytest: the claim test fails
+    r = cl.evaluate(claim, cl.Context())  # report: flagged, and the exit code says so
+    assert r.status == st.NOT_RUN and r.verdict.reason.startswith("ERROR") and r.unexpected
     monkeypatch.setitem(
         sys.modules, "harness.models", fake_models({("virchow", None): 631_229_184})
     )

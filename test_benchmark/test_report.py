@@ -80,3 +80,23 @@ def test_cli_exit_codes(tmp_path, capsys):
     )
     assert report.cli_claims(args) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_evaluator_errors_are_shown_and_set_the_exit_code(monkeypatch, tmp_path, capsys):
+    """A claim the harness could not judge is listed on its own line and makes `claims` exit 1."""
+    import argparse
+
+    from harness import claims, report
+
+    def broken(claim, ctx):
+        raise RuntimeError("registry broke")
+
+    monkeypatch.setitem(claims.EVALUATORS, "parameter_count", broken)
+    ctx = claims.build_context("paper")
+    results = claims.evaluate_all(claims.load_claims(), ctx)
+    text = report.to_text(results, ctx)
+    assert "table2.uni2-h.params (UNEXPECTED): not run: ERROR" in text
+    args = argparse.Namespace(
+        results="paper", format="text", out=None, data_root=None, weights_dir=None
+    )
+    assert report.cli_claims(args) == 1
