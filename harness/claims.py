@@ -419,6 +419,8 @@ def _prediction_ci(ctx: Context, cell: Cell) -> tuple[float, float] | None:
     if not folds or len({tuple(names) for names, _, _ in folds.values()}) != 1:
         return None  # the folds must score the same images for a paired resampling
     _, y, _ = next(iter(folds.values()))
+    if y.all() or not y.any():
+        return None  # one class only: no interval for a two-class metric
     probs = np.vstack([prob for _, _, prob in folds.values()])
     _, lo, hi = st.bootstrap_prediction_ci(y, probs, cell.metric, n_resamples=299)
     return lo, hi
@@ -725,8 +727,8 @@ def eval_sens_spec(claim: Claim, ctx: Context) -> Verdict:
     value = float(np.mean(per_fold))
     details = {"folds": per_fold}
     images = {tuple(names) for names, _, _ in folds.values()}
-    if len(images) == 1:
-        _, y, _ = next(iter(folds.values()))
+    _, y, _ = next(iter(folds.values()))
+    if len(images) == 1 and y.any() and not y.all():
         probs = np.vstack([prob for _, _, prob in folds.values()])
         details["ci95_images"] = st.bootstrap_prediction_ci(
             y, probs, p["quantity"], n_resamples=499

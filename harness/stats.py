@@ -136,6 +136,23 @@ def auroc(is_atypical, prob_atypical) -> float:
     return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
+def fold_metrics(is_atypical, prob_atypical) -> dict[str, float]:
+    """One fold's test metrics, the columns of fold_metrics.csv: balanced accuracy at the 0.5
+    threshold, AUROC, and PR-AUC (average precision) with Normal as the positive class, as the
+    authors' scripts report it. The trainers and the claims both use this one definition."""
+    from sklearn.metrics import average_precision_score
+
+    y = np.asarray(is_atypical, bool)
+    p = np.asarray(prob_atypical, float)
+    if y.all() or not y.any():
+        raise ValueError(f"fold metrics need both classes among the {y.size} images")
+    return {
+        "balanced_accuracy": balanced_accuracy(y, p),
+        "auroc": auroc(y, p),
+        "pr_auc": float(average_precision_score(~y, 1.0 - p)),
+    }
+
+
 PER_SAMPLE_METRICS = {
     "balanced_accuracy": balanced_accuracy,
     "auroc": auroc,
@@ -154,24 +171,27 @@ def bootstrap_prediction_ci(
 ) -> tuple[float, float, float]:
     """(estimate, low, high) of a fold-averaged metric, resampling images (same draw in every fold).
 
-    probs_by_fold: array (folds x images), every fold's model scoring the same images.
-    """
+    The resampling is stratified by class (each class's images drawn from that class, its count
+    kept), so that no resample lacks a class: balanced accuracy and AUROC stay defined even on a
+    test set with few atypical figures. probs_by_fold: array (folds x images), every fold's
+    model scoring the same images."""
     y = np.asarray(is_atypical, bool)
     p = np.atleast_2d(np.asarray(probs_by_fold, float))
     fn = PER_SAMPLE_METRICS[metric]
+    if y.all() or (~y).all():
+        raise ValueError(f"{metric} needs both classes among the images")
 
-    def stat(idx):
-        idx = np.asarray(idx, int)
-        yy = y[idx]
-        if yy.all() or (~yy).all():
-            return np.nan
-        return float(np.mean([fn(yy, row[idx]) for row in p]))
+    def stat(idx_atypical, idx_normal):
+        idx = np.concatenate([idx_atypical, idx_normal]).astype(int)
+        return float(np.mean([fn(y[idx], row[idx]) for row in p]))
 
-    estimate = stat(np.arange(y.size))
+    by_class = (np.flatnonzero(y), np.flatnonzero(~y))
+    estimate = stat(*by_class)
     res = sps.bootstrap(
-        (np.arange(y.size),),
+        by_class,
         stat,
         vectorized=False,
+        paired=False,
         confidence_level=confidence,
         n_resamples=n_resamples,
         method="percentile",

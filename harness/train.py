@@ -2,7 +2,7 @@
 
 Label encoding follows the authors' scripts: Atypical -> 0, Normal -> 1, one logit trained with
 BCEWithLogits, so sigmoid(logit) is P(Normal); results store prob_atypical = 1 - sigmoid and the
-decision threshold is 0.5. Metrics treat Normal as the positive class (sklearn).
+decision threshold is 0.5. Metrics come from `stats.fold_metrics` (Normal the positive class).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from harness import __version__, data, models, paths
+from harness import __version__, data, models, paths, stats
 from harness.store import Store
 
 STRATEGY_ALIASES = {
@@ -251,22 +251,6 @@ class Transform:
 # --- metrics -------------------------------------------------------------------------------------
 
 
-def fold_metrics(labels_normal: np.ndarray, prob_normal: np.ndarray) -> dict[str, float]:
-    """Balanced accuracy at 0.5, AUROC, PR-AUC with Normal as the positive class."""
-    from sklearn.metrics import average_precision_score, balanced_accuracy_score, roc_auc_score
-
-    y = np.asarray(labels_normal).astype(int)
-    p = np.asarray(prob_normal, dtype=float)
-    bacc = float(balanced_accuracy_score(y, (p > 0.5).astype(int)))
-    if len(np.unique(y)) < 2:
-        return {"balanced_accuracy": bacc, "auroc": math.nan, "pr_auc": math.nan}
-    return {
-        "balanced_accuracy": bacc,
-        "auroc": float(roc_auc_score(y, p)),
-        "pr_auc": float(average_precision_score(y, p)),
-    }
-
-
 # --- the loop -----------------------------------------------------------------------------------
 
 
@@ -280,10 +264,14 @@ class FitResult:
 
 
 def _trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
-    """What a checkpoint must hold: trained parameters and every buffer (BatchNorm statistics)."""
-    state = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
-    state.update({n: b.detach().clone() for n, b in model.named_buffers()})
-    return state
+    """What a checkpoint must hold: trained parameters and the persistent buffers (BatchNorm
+    statistics); non-persistent ones (Swin's relative_position_index) are rebuilt by the model."""
+    frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
+    return {
+        n: t.detach().clone()
+        for n, t in model.state_dict(keep_vars=True).items()
+        if n not in frozen
+    }
 
 
 def _is_head(name: str) -> bool:
@@ -317,8 +305,9 @@ def fit(
     best checkpoint on validation balanced accuracy (strict improvement).
 
     `forward(model, inputs, train)` maps a batch of raw inputs to logits (transform inside)."""
-    from sklearn.metrics import balanced_accuracy_score
-
+    for what, labels in (("training", train_labels), ("validation", val_labels)):
+        if len(np.unique(labels)) < 2:
+            raise ValueError(f"the {what} split lacks a class ({len(labels)} images)")
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     sampler = torch.utils.data.WeightedRandomSampler(
@@ -368,7 +357,7 @@ def fit(
                 best.epochs_run = epoch
                 return best
         prob = predict(model, forward, val_inputs)
-        val_bacc = float(balanced_accuracy_score(np.asarray(val_labels), (prob > 0.5).astype(int)))
+        val_bacc = stats.balanced_accuracy(np.asarray(val_labels) == 0, 1.0 - prob)
         scheduler.step(val_bacc)
         best.history.append(
             {
@@ -681,11 +670,11 @@ def run_config(
                     backbone, imgs, t_eval, device, autocast=hp.lp_autocast_fp16, progress=step
                 )
 
-        emb, stats = cache.get(key, image_hashes(everything), everything, extract)
+        emb, cache_stats = cache.get(key, image_hashes(everything), everything, extract)
         counters = {
             "backbone_forward_images": FORWARD_COUNTER["images"] - before,
-            "embedding_cache_hits": stats["cache_hits"],
-            "unique_images": stats["unique_images"],
+            "embedding_cache_hits": cache_stats["cache_hits"],
+            "unique_images": cache_stats["unique_images"],
             "folds": len(todo),
         }
         sizes = [len(pool_inputs), *(len(v) for v in test_inputs.values())]
@@ -731,8 +720,8 @@ def run_config(
             raise RuntimeError(f"best checkpoint does not fit the model: {unexpected}")
         metric_rows, pred_rows = [], []
         for name, ts in task.tests.items():
-            prob_normal = predict(model, forward, test_inputs[name])
-            m = fold_metrics(ts.labels, prob_normal)
+            prob_atypical = 1.0 - predict(model, forward, test_inputs[name]).astype(np.float64)
+            m = stats.fold_metrics(ts.labels == 0, prob_atypical)
             metric_rows.append(
                 {"model": spec.name, "method": cfg.method, "dataset": name, "fold": fold, **m}
             )
@@ -744,9 +733,9 @@ def run_config(
                     "fold": fold,
                     "image": img,
                     "label": "Normal" if y else "Atypical",
-                    "prob_atypical": float(1.0 - p),
+                    "prob_atypical": float(p),
                 }
-                for img, y, p in zip(ts.names, ts.labels, prob_normal, strict=True)
+                for img, y, p in zip(ts.names, ts.labels, prob_atypical, strict=True)
             ]
         fold_s = time.perf_counter() - t_fold
         info = {
@@ -1018,14 +1007,24 @@ def _plan_configs(store: Store, *, preset: str, tier: str, data: str) -> list[Ru
 
 
 def train_plan(
-    store_dir: Path, *, data_root=None, weights_dir=None, preset: str = "paper", console=None
+    store_dir: Path,
+    *,
+    data_root=None,
+    weights_dir=None,
+    preset: str = "paper",
+    device: str = "auto",
+    task: TaskData | None = None,
+    console=None,
 ) -> dict[str, str]:
     """Train every configuration of Table 3 this machine can run (each (configuration, fold) once,
-    across sessions: the store keeps finished folds); returns config -> why it was not run."""
+    across sessions: the store keeps finished folds); returns config -> why it was not run.
+
+    device "auto" needs CUDA; naming a device ("cpu") is the explicit choice to train there."""
     skipped = {}
     weights_dir = paths.weights_dir(weights_dir)
+    chosen = device not in (None, "auto")
     for key, method in PAPER_PLAN:
-        lacks = missing_for(key, weights_dir)
+        lacks = missing_for(key, weights_dir, cuda=True if chosen else None)
         if lacks:
             skipped[config_name(key, method)] = not_run_reason(lacks)
             continue
@@ -1038,6 +1037,8 @@ def train_plan(
             data_root=data_root,
             weights_dir=weights_dir,
             preset=preset,
+            device=device,
+            task=task,
         )
     return skipped
 
@@ -1112,14 +1113,25 @@ def ensure_trained(
     task: TaskData | None = None,
 ) -> Path:
     """Train (key, method) at full scale unless the store already holds its folds, then export
-    the store as a results set. Each (configuration, fold) trains once, across sessions too."""
+    the store as a results set. Each (configuration, fold) trains once, across sessions too.
+
+    device "auto" needs CUDA; naming a device ("cpu") is the explicit choice to train there."""
     cfg = RunConfig(key, method, preset, "full", "real")
     store = Store(store_dir)
     if set(folds) - set(store.done_folds(cfg.hash)):
         dev = resolve_device(device)
-        if dev.type != "cuda":
-            raise paths.MissingInputError("the full tier needs a CUDA device")
-        task = task or load_task(paths.data_root(data_root), "real")
+        if dev.type != "cuda" and device in (None, "auto"):
+            raise paths.MissingInputError(
+                "the full tier needs a CUDA device and none is available here "
+                "(name the device, e.g. device='cpu', to train on the CPU anyway)"
+            )
+        if task is None:
+            root = paths.data_root(data_root)
+            if data.is_synthetic(root):
+                raise paths.InputError(
+                    f"{root} is the synthetic fixture; the full tier trains on the real datasets"
+                )
+            task = load_task(root, "real")
         run_config(cfg, task, store, folds, device=dev, weights_dir=weights_dir)
     export_results(
         store,

@@ -85,6 +85,17 @@ def test_bootstrap_prediction_ci_covers_estimate():
     assert lo <= est <= hi and 0.5 < est <= 1
 
 
+def test_bootstrap_prediction_ci_is_stratified_by_class():
+    """Two atypical images among 60: an unstratified resample often lacks them (NaN interval)."""
+    y = np.zeros(60, bool)
+    y[:2] = True
+    probs = np.linspace(0.9, 0.1, 60)[np.newaxis, :]
+    est, lo, hi = st.bootstrap_prediction_ci(y, probs, "balanced_accuracy", n_resamples=199)
+    assert np.isfinite([lo, hi]).all() and lo <= est <= hi
+    with pytest.raises(ValueError, match="both classes"):
+        st.bootstrap_prediction_ci(np.ones(5, bool), probs[:, :5], "auroc")
+
+
 def test_printed_tolerance():
     assert st.printed_tolerance(307e6, 1e6, 0.005) == pytest.approx(1.535e6)
     assert st.printed_tolerance(86.6e6, 1e5, 0.0) == pytest.approx(5e4)

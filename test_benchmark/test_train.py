@@ -8,8 +8,10 @@ from argparse import Namespace
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st_
 
-from harness import models, train
+from harness import models, stats, train
 from harness.claims import Claim, Context, evaluate
 from harness.results import load_results_set
 from harness.store import Store
@@ -204,11 +206,37 @@ def test_weighted_sampler_balances_classes() -> None:
 
 
 def test_metrics_treat_normal_as_positive() -> None:
-    y_normal = np.array([1, 1, 1, 0])
-    prob_normal = np.array([0.9, 0.8, 0.4, 0.3])
-    m = train.fold_metrics(y_normal, prob_normal)
+    is_atypical = np.array([False, False, False, True])
+    prob_atypical = np.array([0.1, 0.2, 0.6, 0.7])
+    m = stats.fold_metrics(is_atypical, prob_atypical)
     assert m["balanced_accuracy"] == pytest.approx((2 / 3 + 1) / 2)
     assert m["auroc"] == 1.0 and m["pr_auc"] == 1.0
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st_.lists(st_.tuples(st_.booleans(), st_.integers(0, 20)), min_size=2, max_size=40).filter(
+        lambda rows: 0 < sum(a for a, _ in rows) < len(rows)
+    )
+)
+def test_fold_metrics_agree_with_sklearn(rows) -> None:
+    """The harness's one metric definition equals sklearn's, ties and the 0.5 threshold included."""
+    from sklearn.metrics import average_precision_score, balanced_accuracy_score, roc_auc_score
+
+    is_atypical = np.array([a for a, _ in rows])
+    prob_atypical = np.array([k / 20 for _, k in rows])
+    normal, prob_normal = (~is_atypical).astype(int), 1.0 - prob_atypical
+    m = stats.fold_metrics(is_atypical, prob_atypical)
+    assert m["balanced_accuracy"] == pytest.approx(
+        balanced_accuracy_score(normal, (prob_normal > 0.5).astype(int))
+    )
+    assert m["auroc"] == pytest.approx(roc_auc_score(normal, prob_normal))
+    assert m["pr_auc"] == pytest.approx(average_precision_score(normal, prob_normal))
+
+
+def test_fold_metrics_refuse_one_class() -> None:
+    with pytest.raises(ValueError, match="both classes"):
+        stats.fold_metrics(np.zeros(4, bool), np.full(4, 0.3))
 
 
 def test_transforms() -> None:
