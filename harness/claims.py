@@ -966,15 +966,25 @@ def eval_run_counter(claim: Claim, ctx: Context) -> Verdict:
     rs, p = _smoke_set(ctx), claim.params
     counter = p["counter"]
     if counter == "forward_passes_per_image":
-        ratios = {}
+        ratios, parts = {}, []
         for key, entry in (rs.manifest.get("configs") or {}).items():
             counts = ((entry or {}).get("settings") or {}).get("counters") or {}
             if key.endswith("|" + p.get("method", "linear_probe")) and counts:
-                ratios[key] = counts["backbone_forward_images"] / max(counts["unique_images"], 1)
+                passes, unique = counts["backbone_forward_images"], counts["unique_images"]
+                ratios[key] = passes / max(unique, 1)
+                parts.append(
+                    f"{key}: {passes} backbone passes for {unique} images and "
+                    f"{counts.get('folds', '?')} folds ({ratios[key]:.2f} per image"
+                    + (
+                        f"; {counts['embedding_cache_hits']} embeddings reused from the cache)"
+                        if counts.get("embedding_cache_hits")
+                        else ")"
+                    )
+                )
         if not ratios:
             raise NotRun("no linear-probe configuration recorded its forward-pass counter")
         observed = max(ratios.values())
-        text = ", ".join(f"{k}: {v:.2f} passes per image" for k, v in ratios.items())
+        text = "; ".join(parts)
         ok = observed <= float(claim.expected)
         return Verdict(st.PASSED if ok else st.FAILED, observed, text)
     counters = rs.manifest.get("counters") or {}

@@ -9,6 +9,7 @@ per-fold numbers in `expected_results/paper/`. Every problem with a file is repo
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import math
@@ -409,12 +410,47 @@ def load_results_set(spec: str | os.PathLike = "paper") -> ResultsSet:
             raise ResultsError(f"{manifest_file}: must hold a JSON object")
         if not isinstance(manifest.get("configs", {}), dict):
             raise ResultsError(f"{manifest_file}: 'configs' must map '<model>|<method>' to objects")
+    _check_digests(folder, manifest)
     predictions = None
     pred_file = folder / "predictions.csv"
     if pred_file.is_file():
         predictions = tuple(validate_predictions(_read_csv(pred_file), rows, str(pred_file)))
     name = manifest.get("name") or ("paper" if folder == PAPER_SET else folder.name)
     return ResultsSet(str(name), folder, tuple(rows), predictions, manifest)
+
+
+SET_FILES = ("fold_metrics.csv", "predictions.csv")
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _check_digests(folder: Path, manifest: Mapping) -> None:
+    """A set the harness wrote records its files' digests in manifest.json, written last: any
+    mismatch means an export stopped half-way or a file was changed afterwards."""
+    recorded = manifest.get("files")
+    if recorded is None:
+        return  # a set written by other tools: no digests to check
+    if not isinstance(recorded, dict):
+        raise ResultsError(f"{folder / 'manifest.json'}: 'files' must map file names to sha256")
+    for name in SET_FILES:
+        path = folder / name
+        if name not in recorded:
+            if path.is_file():
+                raise ResultsError(
+                    f"{path}: not part of this results set (manifest.json lists no digest for "
+                    "it): left from another export; remove it or export the set again"
+                )
+            continue
+        if not path.is_file():
+            raise ResultsError(f"{path}: missing, but manifest.json records it in this set")
+        if _digest(path.read_bytes()) != recorded[name]:
+            raise ResultsError(
+                f"{path}: does not match the sha256 manifest.json records for it: the export "
+                "stopped half-way or the file was changed afterwards; export the set again "
+                "(or drop 'files' from manifest.json to accept the edit)"
+            )
 
 
 # --------------------------------------------------------------------------------- writing
@@ -437,31 +473,41 @@ def write_results_set(
     predictions: Iterable | None = None,
     manifest: Mapping | None = None,
 ) -> Path:
-    """Validate, then write a results set atomically; returns the folder.
+    """Validate, then write a results set; returns the folder.
 
-    Rows may be FoldRow/Prediction objects or dicts. Each file is written to a temporary file and
-    moved into place with os.replace; predictions.csv (and manifest.json) are replaced before
-    fold_metrics.csv. `predictions=None` leaves an existing predictions.csv alone; `created` and
-    `harness_version` are filled in the manifest when absent.
+    Each file is replaced atomically, manifest.json last with the sha256 of the others, so that
+    a set interrupted between two files is detected on loading instead of read half old, half
+    new. Rows may be FoldRow/Prediction objects or dicts. `predictions=None` keeps an existing
+    predictions.csv; `manifest=None` keeps the existing manifest's fields; `created` and
+    `harness_version` are filled in when absent.
     """
     folder = Path(directory)
     fold_dicts = [_as_dict(r) for r in fold_rows]
     rows = validate_fold_rows(fold_dicts, str(folder / "fold_metrics.csv"))
-    pred_dicts = None
+    texts = {"fold_metrics.csv": _csv_text(FOLD_COLUMNS, [_as_dict(r) for r in rows])}
     if predictions is not None:
         pred_dicts = [_as_dict(p) for p in predictions]
         validate_predictions(pred_dicts, rows, str(folder / "predictions.csv"))
+        texts["predictions.csv"] = _csv_text(PRED_COLUMNS, pred_dicts)
+    elif (folder / "predictions.csv").is_file():
+        old = folder / "predictions.csv"
+        validate_predictions(_read_csv(old), rows, str(old))
+    if manifest is None:
+        old_manifest = folder / "manifest.json"
+        try:
+            manifest = json.loads(old_manifest.read_text()) if old_manifest.is_file() else {}
+        except ValueError as exc:
+            raise ResultsError(f"{old_manifest}: not valid JSON ({exc})") from exc
+    full = dict(manifest)
+    full.setdefault("created", datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    full.setdefault("harness_version", __version__)
     folder.mkdir(parents=True, exist_ok=True)
-    if pred_dicts is not None:
-        paths.atomic_write(folder / "predictions.csv", _csv_text(PRED_COLUMNS, pred_dicts))
-    if manifest is not None:
-        full = dict(manifest)
-        full.setdefault("created", datetime.now(timezone.utc).isoformat(timespec="seconds"))
-        full.setdefault("harness_version", __version__)
-        paths.atomic_write(
-            folder / "manifest.json", json.dumps(full, indent=2, sort_keys=True) + "\n"
-        )
-    paths.atomic_write(
-        folder / "fold_metrics.csv", _csv_text(FOLD_COLUMNS, [_as_dict(r) for r in rows])
-    )
+    for name, text in texts.items():
+        paths.atomic_write(folder / name, text)
+    full["files"] = {
+        name: _digest((folder / name).read_bytes())
+        for name in SET_FILES
+        if (folder / name).is_file()
+    }
+    paths.atomic_write(folder / "manifest.json", json.dumps(full, indent=2, sort_keys=True) + "\n")
     return folder

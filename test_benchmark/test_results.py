@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as hs
 
+from harness import results
 from harness.results import (
     FOLD_COLUMNS,
     ResultsError,
@@ -146,8 +148,8 @@ def test_missing_folder_and_file(tmp_path):
         load_results_set(tmp_path)
 
 
-def test_write_then_load_round_trip(tmp_path):
-    preds = [
+def _preds(n: int = 4, step: float = 0.0) -> list[dict]:
+    return [
         {
             "model": "UNI",
             "method": "lora",
@@ -155,10 +157,14 @@ def test_write_then_load_round_trip(tmp_path):
             "fold": 1,
             "image": f"i{k}.png",
             "label": "Atypical" if k % 2 else "Normal",
-            "prob_atypical": 0.1 * k,
+            "prob_atypical": 0.2 if not step else step * k,
         }
-        for k in range(6)
+        for k in range(n)
     ]
+
+
+def test_write_then_load_round_trip(tmp_path):
+    preds = _preds(6, step=0.1)
     out = write_results_set(
         tmp_path / "set",
         grid(),
@@ -184,6 +190,47 @@ def test_write_refuses_bad_rows_and_leaves_old_set(tmp_path):
     with pytest.raises(ResultsError):
         write_results_set(tmp_path, corrupt(grid(), "duplicate", 3))
     assert (tmp_path / "fold_metrics.csv").read_text() == before
+
+
+def test_an_export_interrupted_between_files_is_detected(tmp_path, monkeypatch):
+    """The old set is fine; a crash after the new predictions.csv is in place (before the
+    manifest) leaves a set that refuses to load, naming the file, instead of a silent mix."""
+    write_results_set(tmp_path, grid(), predictions=_preds(4), manifest={"name": "old"})
+    assert len(load_results_set(tmp_path).predictions) == 4
+    real = results.paths.atomic_write
+
+    def crash_at_manifest(path, data):
+        if Path(path).name == "manifest.json":
+            raise KeyboardInterrupt("power cut")
+        return real(path, data)
+
+    monkeypatch.setattr(results.paths, "atomic_write", crash_at_manifest)
+    with pytest.raises(KeyboardInterrupt):
+        write_results_set(tmp_path, grid(), predictions=_preds(6), manifest={"name": "new"})
+    monkeypatch.undo()
+    with pytest.raises(ResultsError, match=r"predictions.csv: does not match the sha256"):
+        load_results_set(tmp_path)
+    write_results_set(tmp_path, grid(), predictions=_preds(6), manifest={"name": "new"})
+    assert len(load_results_set(tmp_path).predictions) == 6
+
+
+def test_hand_edits_and_strays_are_named(tmp_path):
+    write_results_set(tmp_path, grid())
+    metrics = tmp_path / "fold_metrics.csv"
+    metrics.write_text(metrics.read_text().replace("0.75", "0.76", 1))
+    with pytest.raises(ResultsError, match="fold_metrics.csv: does not match"):
+        load_results_set(tmp_path)
+    write_results_set(tmp_path, grid())
+    (tmp_path / "predictions.csv").write_text("model\n")
+    with pytest.raises(ResultsError, match="predictions.csv: not part of this results set"):
+        load_results_set(tmp_path)
+
+
+def test_keeping_old_predictions_keeps_them_in_the_digest(tmp_path):
+    write_results_set(tmp_path, grid(), predictions=_preds(4), manifest={"name": "kept"})
+    write_results_set(tmp_path, grid())  # predictions and manifest kept
+    rs = load_results_set(tmp_path)
+    assert rs.name == "kept" and len(rs.predictions) == 4
 
 
 def test_predictions_must_match_folds():
