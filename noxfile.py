@@ -39,6 +39,16 @@ def full_gpu(session: nox.Session) -> None:
     if not has_cuda or has_cuda.strip() != "1":
         session.skip("needs a CUDA device: torch.cuda.is_available() is False on this machine")
     session.run("amibr-bench", "plan")
+    # Preflight, a few minutes: the whole plan with shrunken models on this GPU (both presets),
+    # then each configuration's throughput at full size, recorded beside the results.
+    for preset in ("paper", "reference-code"):
+        session.run(
+            "pytest",
+            "test_benchmark/test_full_rehearsal.py",
+            "--benchmark-disable",
+            env={"AMIBR_REHEARSAL_DEVICE": "cuda", "AMIBR_PRESET": preset},
+        )
+    session.run("amibr-bench", "throughput", "--all", "--json", "runs/full/throughput.json")
     # The claim tests train what they judge (each configuration and fold once, reused across runs),
     # then the GPU tests check every configuration finished all five folds.
     session.run(

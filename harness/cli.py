@@ -87,6 +87,26 @@ def build_parser() -> argparse.ArgumentParser:
     _weights_dir(plan)
     plan.set_defaults(func=_handler("train", "cli_plan"))
 
+    tput = sub.add_parser(
+        "throughput",
+        help="training and prediction images/s of full-size configurations on this machine",
+    )
+    tput.add_argument("--config", action="append", help="configuration (repeat); default: all")
+    tput.add_argument("--all", action="store_true", help="every configuration of Table 3")
+    tput.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
+    tput.add_argument("--batch", type=int, default=8, help="batch size (the protocol's is 8)")
+    tput.add_argument("--steps", type=int, default=5, help="timed training steps")
+    tput.add_argument("--json", help="also write the measurements to this JSON file")
+    tput.add_argument(
+        "--weights",
+        choices=["random", "local"],
+        default="random",
+        help="random initialisation (no download needed) or the weights under --weights-dir",
+    )
+    _data_root(tput)
+    _weights_dir(tput)
+    tput.set_defaults(func=_handler("throughput", "cli_throughput"))
+
     smoke = sub.add_parser(
         "smoke", help="the whole pipeline on CPU in minutes, ending in the claim report"
     )

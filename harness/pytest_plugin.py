@@ -8,6 +8,7 @@ written to reports/ and its summary printed.
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 
@@ -113,6 +114,7 @@ def _train_full(config: pytest.Config, spec: str) -> None:
         Path(spec),
         data_root=config.getoption("--data-root", default=None),
         weights_dir=config.getoption("--weights-dir", default=None),
+        preset=os.environ.get("AMIBR_PRESET", "paper"),
     )
     for name, why in skipped.items():
         print(f"amibr-bench: {name} not trained: {why}")

@@ -9,12 +9,15 @@ on a class-stratified subset of the real data, and the claims read the results s
 What this checks, and no GPU-less test otherwise would: strict loading of every repository's
 layout, every embedding recipe and LoRA wrap at 224 px, the export, and that the Table 3, ranking
 and Table 4 claims find the harness's own results (judged, not "not run"). What it cannot check:
-CUDA itself, fp16 autocast, and the numbers of real weights.
+the numbers real weights give, and, on the CPU, CUDA itself. So `nox -s full_gpu` first reruns it
+on the GPU (AMIBR_REHEARSAL_DEVICE=cuda, once per preset: reference-code has fp16 autocast), and a
+broken device path fails in a minute rather than hours into the plan.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import replace
 
 import pytest
@@ -28,6 +31,7 @@ from harness.results import load_results_set
 
 pytestmark = [pytest.mark.slow, pytest.mark.realdata]
 
+DEVICE = os.environ.get("AMIBR_REHEARSAL_DEVICE", "cpu")
 SUBSET = {"train_pool": 100, "test": 24}
 TINY_VIT = {"embed_dim": 32, "depth": 1, "num_heads": 2}
 TINY_SWIN = {"embed_dim": 16, "depths": (1, 1, 1, 1), "num_heads": (1, 1, 1, 1)}
@@ -83,7 +87,11 @@ def rehearsal(data_root, tmp_path_factory):
     try:
         task = train.load_task(data_root, "real", SUBSET)
         skipped = train.train_plan(
-            base / "full", weights_dir=base / "weights", device="cpu", task=task
+            base / "full",
+            weights_dir=base / "weights",
+            preset=os.environ.get("AMIBR_PRESET", "paper"),
+            device=DEVICE,
+            task=task,
         )
         yield base / "full", skipped
     finally:
