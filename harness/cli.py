@@ -129,6 +129,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="text: one line per claim for a terminal; md/html with a forest plot of Table 3",
     )
     claims.add_argument("--out", help="write the report here instead of standard output")
+    claims.add_argument(
+        "--against",
+        metavar="OLD",
+        help="regression check: compare each claim's verdict with the one on results set OLD "
+        "(exit 1 when any got worse, or a Table 3 mean fell by more than its fold spread)",
+    )
     _data_root(claims)
     _weights_dir(claims)
     claims.set_defaults(func=_handler("report", "cli_claims"))

@@ -200,6 +200,20 @@ def bootstrap_prediction_ci(
     return estimate, float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 
+def paired_shift(
+    new, old, *, confidence: float = 0.95, floor: float = 0.005
+) -> tuple[float, float]:
+    """(mean fold-wise difference new - old, its margin) for two runs on the same folds.
+
+    margin = max(floor, t * s_d / sqrt(n)), the half-width of the paired t interval: a shift
+    beyond it is more than the runs' fold-to-fold disagreement explains."""
+    d = np.asarray(new, float) - np.asarray(old, float)
+    if d.size < 2:
+        raise ValueError("a paired shift needs at least two folds on each side")
+    t = sps.t.ppf(0.5 + confidence / 2, d.size - 1)
+    return float(d.mean()), max(floor, float(t * d.std(ddof=1) / math.sqrt(d.size)))
+
+
 # ---------------------------------------------------------------------------- tolerances
 def equivalence_margin(
     s_ref: float, n_ref: int, n_obs: int, *, floor: float = 0.005, k: float = 2.0

@@ -7,6 +7,7 @@ that cell decides change verdict (a claims suite that cannot fail is worthless).
 from __future__ import annotations
 
 import csv
+import json
 import sys
 import types
 
@@ -340,3 +341,56 @@ def test_generated_table3_files_are_up_to_date(tmp_path, monkeypatch):
     for name in ("table3.yaml", "prose_numbers.yaml"):
         committed = (paths.EXPECTED_RESULTS / name).read_text(encoding="utf-8")
         assert (tmp_path / name).read_text(encoding="utf-8") == committed, name
+
+
+def test_regression_check_names_exactly_what_got_worse(tmp_path, result_claims, capsys):
+    """`claims --results NEW --against OLD`: the lowered cell's five claims regress (exit 1);
+    a set compared with itself has nothing to report."""
+    from harness import cli, report
+
+    rows = paper_rows()
+    for r in rows:
+        if (r["model"], r["method"], r["dataset"]) == ("Virchow2", "lora", "AMi-Br"):
+            r["balanced_accuracy"] = f"{float(r['balanced_accuracy']) - 0.05:.4f}"
+    lowered = make_set(tmp_path, rows, manifest={"tier": "paper"}, name="lowered")
+    out = tmp_path / "regressions.json"
+    code = cli.main(
+        ["claims", "--results", str(lowered), "--against", "paper", "--format", "json",
+         "--out", str(out)]
+    )  # fmt: skip
+    assert code == 1
+    changes = json.loads(out.read_text())
+    regressed = {c["id"] for c in changes if c["change"] == "regressed"}
+    assert regressed == {
+        "table3.virchow2.lora.amibr.bacc.mean",
+        "s5.amibr.virchow2.lora.bacc",
+        "abstract.max.amibr",
+        "s5.amibr.best.bacc",
+        "s5.amibr.best-lora.bacc",
+    }
+    cell = next(c for c in changes if c["id"] == "table3.virchow2.lora.amibr.bacc.mean")
+    assert cell["delta"] == pytest.approx(-0.05, abs=1e-4)
+    assert {c["change"] for c in changes} <= {"regressed", "same"}
+    ctx = cl.build_context("paper")
+    same = report.compare(cl.evaluate_all(result_claims, ctx), cl.evaluate_all(result_claims, ctx))
+    assert {c["change"] for c in same} == {"same"}
+    text = report.comparison_text(changes, "lowered", "paper", fmt="text")
+    assert "5 regressed" in text and "table3.virchow2.lora.amibr.bacc.mean" in text
+
+
+def test_regression_check_sees_a_drop_within_the_papers_tolerance(tmp_path, result_claims):
+    """AUROC -0.03 in every fold still passes against the paper, yet it is a change well beyond
+    five folds' spread: the regression check reports it as moved down."""
+    from harness import report
+
+    rows = paper_rows()
+    for r in rows:
+        if (r["model"], r["method"], r["dataset"]) == ("UNI", "lora", "AtNorM-MD"):
+            r["auroc"] = f"{float(r['auroc']) - 0.03:.4f}"
+    dropped = make_set(tmp_path, rows, manifest={"tier": "paper"}, name="dropped")
+    new = cl.evaluate_all(result_claims, cl.build_context(dropped))
+    old = cl.evaluate_all(result_claims, cl.build_context("paper"))
+    changes = {c["id"]: c for c in report.compare(new, old)}
+    cell = changes["table3.uni.lora.atnorm-md.auroc.mean"]
+    assert (cell["old"], cell["new"], cell["change"]) == (st.PASSED, st.PASSED, "moved down")
+    assert [k for k, c in changes.items() if c["change"] != "same"] == [cell["id"]]

@@ -99,3 +99,13 @@ def test_bootstrap_prediction_ci_is_stratified_by_class():
 def test_printed_tolerance():
     assert st.printed_tolerance(307e6, 1e6, 0.005) == pytest.approx(1.535e6)
     assert st.printed_tolerance(86.6e6, 1e5, 0.0) == pytest.approx(5e4)
+
+
+def test_paired_shift():
+    old = np.array([0.80, 0.82, 0.78, 0.81, 0.79])
+    assert st.paired_shift(old - 0.01, old) == pytest.approx((-0.01, 0.005))  # floor: no noise
+    noisy = old + np.array([0.02, -0.02, 0.03, -0.03, 0.0])
+    shift, margin = st.paired_shift(noisy, old)
+    assert shift == pytest.approx(0.0) and margin > 0.02
+    with pytest.raises(ValueError, match="two folds"):
+        st.paired_shift([0.5], [0.4])
