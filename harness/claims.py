@@ -28,7 +28,7 @@ from harness.results import (
 )
 
 PAPER_VERSION = "MELBA 2026:006 (arXiv 2506.21444v3)"
-NEEDS = ("data", "architecture", "results", "predictions", "weights", "run")
+NEEDS = ("data", "architecture", "results", "predictions", "weights", "run", "external")
 RULES = ("exact", "abs", "rel", "printed", "fold_spread", "std_interval", "alpha")
 NON_CLAIM_FILES = ("deviations.yaml",)
 REQUIRED = ("id", "statement", "source", "section", "kind", "needs", "tolerance")
@@ -175,6 +175,13 @@ def _claim_from(raw: Any, file: Path, index: int) -> Claim:
     params = raw.get("params") or {}
     if not isinstance(params, dict):
         raise RegistryError(f"{where}: params must be a mapping")
+    if (raw["kind"] == "external") != (raw["needs"] == "external") or (
+        raw["kind"] == "external" and not params.get("why")
+    ):
+        raise RegistryError(
+            f"{where}: a claim nothing here can check has kind and needs 'external' and says "
+            "why in params.why"
+        )
     known = set(REQUIRED) | {"params", "expected", "known_contradiction"}
     return Claim(
         id=str(raw["id"]),
@@ -884,6 +891,69 @@ def _count(ctx: Context, key: str, head) -> int:
     return cache[(key, head)]
 
 
+def _meta_model(ctx: Context, key: str, lora: bool = False):
+    """A registry model built on the meta device (LoRA-wrapped with its one-logit head when
+    `lora`), once per Context."""
+    cache = ctx.cache.setdefault("meta_models", {})
+    if (key, lora) not in cache:
+        torch = importlib.import_module("torch")
+        models = importlib.import_module("harness.models")
+        with torch.device("meta"):
+            model = models.build_backbone(key)
+            if lora:
+                model = models.wrap_lora(models.attach_head(model))
+        cache[(key, lora)] = model
+    return cache[(key, lora)]
+
+
+def _attribute(obj, path: str):
+    """'patch_embed.patch_size', 'layers.0.blocks.0.window_size', or 'class' (the class name)."""
+    if path == "class":
+        return type(obj).__name__
+    for part in path.split("."):
+        obj = obj[int(part)] if part.isdigit() else getattr(obj, part)
+    return list(obj) if isinstance(obj, tuple) else obj
+
+
+def eval_architecture_property(claim: Claim, ctx: Context) -> Verdict:
+    """A property the paper states of an architecture (its family, patch size, window size),
+    read from the model harness.models builds on the meta device."""
+    p = claim.params
+    seen = {key: _attribute(_meta_model(ctx, key), p["attribute"]) for key in p["models"]}
+    wrong = [f"{k}: {v}" for k, v in seen.items() if not _same(v, claim.expected)]
+    text = f"{p['attribute']} of " + ", ".join(f"{k} {v}" for k, v in seen.items())
+    if wrong:
+        return Verdict(st.FAILED, "; ".join(wrong), f"{text} (differs: {', '.join(wrong)})")
+    return Verdict(st.PASSED, str(claim.expected), text)
+
+
+def eval_lora_trainable(claim: Claim, ctx: Context) -> Verdict:
+    """After the LoRA wrap only the adapters and the new head train; the backbone is frozen."""
+    stray, counts = {}, {}
+    for key in claim.params["models"]:
+        model = _meta_model(ctx, key, lora=True)
+        names = [n for n, q in model.named_parameters() if q.requires_grad]
+        counts[key] = sum(q.numel() for q in model.parameters() if q.requires_grad)
+        stray[key] = [
+            n
+            for n in names
+            if not any(t in n for t in ("lora_A.", "lora_B.", "head.modules_to_save."))
+        ]
+        if not any("head.modules_to_save." in n for n in names):
+            stray[key].append("(the head does not train)")
+    wrong = {k: v for k, v in stray.items() if v}
+    text = "trainable: " + ", ".join(f"{k} {_millions(n)}" for k, n in counts.items())
+    if wrong:
+        detail = "; ".join(f"{k}: {', '.join(v[:3])}" for k, v in wrong.items())
+        return Verdict(st.FAILED, False, f"{text}; besides adapters and head: {detail}")
+    return Verdict(st.PASSED, True, f"{text}, all in LoRA matrices and the new head")
+
+
+def eval_external(claim: Claim, ctx: Context) -> Verdict:
+    """A statement nothing public here can check; it stays in the ledger as 'not run'."""
+    raise NotRun(f"cannot be checked from the public data, code or results: {claim.params['why']}")
+
+
 def _millions(n: float) -> str:
     return f"{n / 1e9:.4g}B" if n >= 1e9 else f"{n / 1e6:.2f}M"
 
@@ -1016,6 +1086,9 @@ EVALUATORS: dict[str, Callable[[Claim, Context], Verdict]] = {
     "slide_disjoint": eval_dataset,
     "smoke_above_chance": eval_smoke_above_chance,
     "run_counter": eval_run_counter,
+    "architecture_property": eval_architecture_property,
+    "lora_trainable": eval_lora_trainable,
+    "external": eval_external,
 }
 
 

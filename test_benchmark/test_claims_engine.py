@@ -113,6 +113,8 @@ GOOD = {
         ({"needs": "luck"}, "x.yaml, claim 'a.b': needs 'luck'"),
         ({"tolerance": {"rule": "vibes"}}, "x.yaml, claim 'a.b': tolerance"),
         ({"source": None}, "x.yaml, claim 'a.b': missing field(s) source"),
+        ({"kind": "external", "needs": "external"}, "x.yaml, claim 'a.b': .*params.why"),
+        ({"kind": "external"}, "x.yaml, claim 'a.b': .*kind and needs 'external'"),
     ],
 )
 def test_bad_registry_names_file_and_claim(tmp_path, change, message):
@@ -394,3 +396,46 @@ def test_regression_check_sees_a_drop_within_the_papers_tolerance(tmp_path, resu
     cell = changes["table3.uni.lora.atnorm-md.auroc.mean"]
     assert (cell["old"], cell["new"], cell["change"]) == (st.PASSED, st.PASSED, "moved down")
     assert [k for k, c in changes.items() if c["change"] != "same"] == [cell["id"]]
+
+
+def _claim(**fields) -> cl.Claim:
+    raw = {**GOOD, **fields}
+    return cl._claim_from(raw, cl.paths.EXPECTED_RESULTS / "x.yaml", 1)
+
+
+@pytest.mark.parametrize(
+    "attribute, models, expected, status",
+    [
+        ("class", ["uni", "h0-mini"], "VisionTransformer", st.PASSED),
+        ("class", ["uni", "swin-b"], "VisionTransformer", st.FAILED),
+        ("patch_embed.patch_size", ["vit-l16"], [16, 16], st.PASSED),
+        ("patch_embed.patch_size", ["uni2-h"], [16, 16], st.FAILED),  # ViT-H/14
+    ],
+)
+def test_architecture_properties_can_fail(attribute, models, expected, status):
+    claim = _claim(
+        kind="architecture_property",
+        needs="architecture",
+        params={"attribute": attribute, "models": models},
+        expected=expected,
+    )
+    assert cl.evaluate(claim, cl.Context(None), strict=True).status == status
+
+
+def test_lora_claim_fails_when_the_head_is_frozen_or_the_backbone_trains(monkeypatch):
+    from harness import models
+
+    claim = _claim(kind="lora_trainable", needs="architecture", params={"models": ["uni"]})
+    assert cl.evaluate(claim, cl.Context(None), strict=True).status == st.PASSED
+    monkeypatch.setitem(models.LORA_CONFIG, "modules_to_save", [])
+    v = cl.evaluate(claim, cl.Context(None), strict=True).verdict
+    assert v.status == st.FAILED and "the head does not train" in v.reason
+    monkeypatch.setitem(models.LORA_CONFIG, "modules_to_save", ["head", "norm"])
+    v = cl.evaluate(claim, cl.Context(None), strict=True).verdict
+    assert v.status == st.FAILED and "norm" in v.reason
+
+
+def test_external_claims_are_not_run_with_their_reason():
+    for claim in (c for c in cl.load_claims() if c.kind == "external"):
+        v = cl.evaluate(claim, cl.build_context("paper"), strict=True).verdict
+        assert v.status == st.NOT_RUN and claim.params["why"] in v.reason
