@@ -55,6 +55,8 @@ def wilcoxon_paired(x, y, *, pairing: str = "paired") -> TestResult:
         raise ValueError(
             f"paired samples must be equal-length and non-empty ({x.size} vs {y.size})"
         )
+    if np.all(y == x):  # no non-zero difference to rank: no evidence of any difference
+        return TestResult("Wilcoxon signed-rank", 0.0, 1.0, x.size, y.size, 0.0, pairing)
     res = sps.wilcoxon(y, x, alternative="two-sided")
     return TestResult(
         "Wilcoxon signed-rank",

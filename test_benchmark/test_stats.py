@@ -109,3 +109,10 @@ def test_paired_shift():
     assert shift == pytest.approx(0.0) and margin > 0.02
     with pytest.raises(ValueError, match="two folds"):
         st.paired_shift([0.5], [0.4])
+
+
+def test_wilcoxon_of_identical_samples_is_p_one(recwarn):
+    """Two strategies scoring alike in every fold (e.g. both at chance) show no difference."""
+    r = st.wilcoxon_paired([0.5] * 35, [0.5] * 35)
+    assert r.pvalue == 1.0 and not r.significant() and r.effect == 0.0
+    assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
