@@ -82,8 +82,12 @@ def build_parser() -> argparse.ArgumentParser:
     _weights_dir(run)
     run.set_defaults(func=_handler("train", "cli_run"))
 
-    plan = sub.add_parser("plan", help="list the configurations of the full protocol")
+    plan = sub.add_parser(
+        "plan", help="list the configurations of the full protocol and how far a run got"
+    )
     plan.add_argument("--json", action="store_true")
+    plan.add_argument("--preset", choices=["paper", "reference-code"], default="paper")
+    plan.add_argument("--store", help="full-tier store whose progress to show (default runs/full)")
     _weights_dir(plan)
     plan.set_defaults(func=_handler("train", "cli_plan"))
 

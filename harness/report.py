@@ -154,6 +154,12 @@ def _set_description(ctx: Context) -> tuple[str, str]:
     if rs is None:
         return "none", "no results set"
     where = str(rs.path) if rs.path else "in memory"
+    stale = rs.manifest.get("stale") or {}
+    if stale:
+        where += (
+            f"; its store also holds results of an older version of {len(stale)} "
+            f"configuration(s) ({', '.join(sorted(stale))}), not used here"
+        )
     return f"{rs.name} ({where})", rs.protocol
 
 

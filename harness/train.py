@@ -865,11 +865,23 @@ def not_run_reason(lacks: list[str]) -> str:
     return "needs " + " and ".join(lacks) if lacks else ""
 
 
-def plan_rows(weights_dir=None, preset: str = "paper") -> list[dict[str, Any]]:
+def plan_rows(
+    weights_dir=None, preset: str = "paper", store: Store | None = None
+) -> list[dict[str, Any]]:
+    """The plan, with what each configuration needs here and, given the full tier's store, how
+    far it got: its finished folds and results left by an older version of the configuration."""
     rows = []
+    stale = store.stale({RunConfig(k, m, preset).label: RunConfig(k, m, preset).hash
+                         for k, m in PAPER_PLAN + EXTRA_PLAN}) if store else {}  # fmt: skip
     for key, method in PAPER_PLAN + EXTRA_PLAN:
         spec = models.get_spec(key)
         lacks = missing_for(key, weights_dir)
+        cfg = RunConfig(key, method, preset)
+        progress = (
+            {"folds_done": store.done_folds(cfg.hash), "stale_hashes": stale.get(cfg.label, [])}
+            if store
+            else {}
+        )
         rows.append(
             {
                 "config": config_name(key, method),
@@ -883,6 +895,8 @@ def plan_rows(weights_dir=None, preset: str = "paper") -> list[dict[str, Any]]:
                 "runnable": not lacks,
                 "reason": not_run_reason(lacks),
                 "hyper": asdict(hyperparameters(key, method, preset)),
+                "hash": cfg.hash,
+                **progress,
             }
         )
     return rows
@@ -890,7 +904,10 @@ def plan_rows(weights_dir=None, preset: str = "paper") -> list[dict[str, Any]]:
 
 def cli_plan(args) -> int:
     """`amibr-bench plan`: the 17 configurations of Table 3 (+ H0-mini) and what each needs."""
-    rows = plan_rows(getattr(args, "weights_dir", None))
+    preset = getattr(args, "preset", "paper") or "paper"
+    folder = Path(getattr(args, "store", None) or paths.REPO_ROOT / "runs" / "full")
+    store = Store(folder) if (folder / "configs").is_dir() else None
+    rows = plan_rows(getattr(args, "weights_dir", None), preset, store)
     if getattr(args, "json", False):
         print(json.dumps(rows, indent=2))
         return 0
@@ -898,14 +915,26 @@ def cli_plan(args) -> int:
     from rich.table import Table
 
     table = Table(
-        title="full protocol (amibr-bench run --config NAME); CUDA "
+        title=f"full protocol, preset {preset} (amibr-bench run --config NAME); CUDA "
         + ("present" if torch.cuda.is_available() else "absent")
+        + (f"; folds finished in {folder}" if store else "")
     )
-    for col in ("config", "result name", "weights", "runnable here"):
+    columns = ["config", "result name", "weights", "runnable here"]
+    for col in columns + (["folds done"] if store else []):
         table.add_column(col, overflow="fold")
     for r in rows:
         name = f"{r['model']} / {r['method']}" + ("" if r["in_paper"] else " (extra)")
-        table.add_row(r["config"], name, r["weights"], "yes" if r["runnable"] else r["reason"])
+        cells = [r["config"], name, r["weights"], "yes" if r["runnable"] else r["reason"]]
+        if store:
+            done = f"{len(r['folds_done'])}/5"
+            if r["stale_hashes"]:
+                done += f", {len(r['stale_hashes'])} stale"
+                table.caption = (
+                    "stale: results of an older version of the configuration (another hash, "
+                    "e.g. before a registry or recipe change); never exported or judged"
+                )
+            cells.append(done)
+        table.add_row(*cells)
     Console().print(table)
     return 0
 

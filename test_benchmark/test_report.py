@@ -100,3 +100,15 @@ def test_evaluator_errors_are_shown_and_set_the_exit_code(monkeypatch, tmp_path,
         results="paper", format="text", out=None, data_root=None, weights_dir=None
     )
     assert report.cli_claims(args) == 1
+
+
+def test_report_says_when_the_store_holds_stale_results(judged):
+    from dataclasses import replace
+
+    results, ctx = judged
+    stale_set = replace(
+        ctx.results,
+        manifest={**ctx.results.manifest, "stale": {"UNI|lora|paper|full|real": ["abc"]}},
+    )
+    text = report.to_markdown(results, replace(ctx, results=stale_set), [])
+    assert "older version of 1 configuration(s) (UNI|lora|paper|full|real), not used" in text

@@ -283,6 +283,27 @@ def test_plan_lists_table3_with_reasons(capsys, tmp_path, monkeypatch) -> None:
         assert "a GPU" in uni["reason"]
 
 
+def test_plan_shows_how_far_a_full_run_got(capsys, tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(models, "_hf_cache_dir", lambda: tmp_path / "hf")
+    store = Store(tmp_path / "full")
+    cfg = train.RunConfig("uni", "lora")
+    store.register(cfg.hash, cfg.describe())
+    for fold in (1, 2):
+        store.save_fold(cfg.hash, fold, [], [], info={})
+    older = {**cfg.describe(), "registry_version": "0"}  # same label, another configuration
+    store.register("0ld0ld0ld0ld0ld0", older)
+    args = Namespace(json=True, weights_dir=None, store=str(store.root), preset="paper")
+    assert train.cli_plan(args) == 0
+    rows = {r["config"]: r for r in json.loads(capsys.readouterr().out)}
+    assert rows["uni:lora"]["folds_done"] == [1, 2] and rows["uni:lora"]["hash"] == cfg.hash
+    assert rows["uni:lora"]["stale_hashes"] == ["0ld0ld0ld0ld0ld0"]
+    assert rows["uni:linear_probe"]["folds_done"] == [] == rows["uni:linear_probe"]["stale_hashes"]
+    args.json = False
+    monkeypatch.setenv("COLUMNS", "250")
+    assert train.cli_plan(args) == 0
+    assert "2/5, 1 stale" in capsys.readouterr().out
+
+
 def test_cli_run_full_tier_refuses_cpu_without_asking(monkeypatch) -> None:
     from harness.paths import MissingInputError
 
