@@ -130,7 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--format",
         choices=["text", "md", "json", "junit", "html"],
         default="md",
-        help="text: one line per claim for a terminal; md/html with a forest plot of Table 3",
+        help="text: one line per claim for a terminal; md/html with a forest plot of Table 3 "
+        "and, where the set has per-image predictions, ROC curves as in Figure 2",
     )
     claims.add_argument("--out", help="write the report here instead of standard output")
     claims.add_argument(

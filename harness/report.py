@@ -1,4 +1,4 @@
-"""The claim-by-claim report (markdown, JSON, JUnit XML, HTML with a forest plot).
+"""The claim-by-claim report (markdown, JSON, JUnit XML, HTML; a forest plot and ROC curves).
 
 Written for a pathologist as much as for an engineer: every row reads "the paper says ..., we
 observe ..., verdict", grouped by the paper's sections, with the deviation ledger at the end.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import html
+import io
 import json
 import math
 import sys
@@ -236,16 +237,90 @@ def forest_plot(results: list[ClaimResult], ctx: Context, path: Path) -> Path | 
                     ax.axhline(len(configs) - sep - 0.5, color="0.85", lw=0.8)
     axes[0, 0].set_yticks(ys, [config_label(*split_config(c)) for c in configs], fontsize=8)
     axes[1, 0].set_yticks(ys, [config_label(*split_config(c)) for c in configs], fontsize=8)
-    fig.suptitle(
+    title = (
         f"Table 3 vs results set '{rs.name}': grey = folds, black = fold mean, "
-        "red tick = paper, red band = tolerance",
-        fontsize=11,
+        "red tick = paper, red band = tolerance"
     )
-    fig.tight_layout(rect=(0, 0, 1, 0.96))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
+    return _save(fig, title, path, fontsize=11, top=0.96)
+
+
+FPR_GRID = np.linspace(0.0, 1.0, 201)
+STRATEGY_COLOURS = {"end_to_end": "tab:blue", "linear_probe": "0.55", "lora": "tab:orange"}
+
+
+def mean_roc(is_atypical_by_fold, prob_by_fold) -> tuple[np.ndarray, float]:
+    """The fold-averaged ROC curve (TPR on FPR_GRID, atypical = positive) and the mean AUROC."""
+    from sklearn.metrics import roc_curve
+
+    tprs, aucs = [], []
+    for y, p in zip(is_atypical_by_fold, prob_by_fold, strict=True):
+        fpr, tpr, _ = roc_curve(y, p)
+        tprs.append(np.interp(FPR_GRID, fpr, tpr))
+        aucs.append(st.auroc(y, p))
+    tpr = np.mean(tprs, axis=0)
+    tpr[0] = 0.0
+    return tpr, float(np.mean(aucs))
+
+
+def roc_plot(ctx: Context, path: Path) -> Path | None:
+    """Figure 2 for a results set with per-image predictions: one panel per test set, one
+    fold-averaged ROC curve per configuration, coloured by strategy."""
+    rs = ctx.results
+    if rs is None or not rs.predictions:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    datasets = [d for d in rs.datasets if any(rs.predictions_for(m, k, d)
+                                              for m, k in rs.configurations)]  # fmt: skip
+    fig, axes = plt.subplots(1, len(datasets), figsize=(6 * len(datasets), 5.6), squeeze=False)
+    for ax, dataset in zip(axes[0], datasets, strict=True):
+        for model, method in rs.configurations:
+            folds = rs.predictions_for(model, method, dataset)
+            if not folds or any(y.all() or not y.any() for _, y, _ in folds.values()):
+                continue
+            tpr, auc = mean_roc(
+                [y for _, y, _ in folds.values()], [p for _, _, p in folds.values()]
+            )
+            ax.plot(FPR_GRID, tpr, lw=1.2, color=STRATEGY_COLOURS.get(method, "black"),
+                    label=f"{config_label(model, method)} ({auc:.3f})")  # fmt: skip
+        ax.plot([0, 1], [0, 1], ":", color="0.7", lw=0.8)
+        ax.set(title=dataset, xlabel="false-positive rate (normal called atypical)",
+               ylabel="true-positive rate (atypical found)", xlim=(0, 1), ylim=(0, 1.01))  # fmt: skip
+        ax.legend(fontsize=6, loc="lower right")
+    title = (
+        f"ROC curves of results set '{rs.name}' (as the paper's Figure 2): mean over folds, "
+        "AUROC in brackets; blue = end to end, grey = linear probe, orange = LoRA"
+    )
+    return _save(fig, title, path, fontsize=10, top=0.94)
+
+
+def _save(fig, title: str, path: Path, *, fontsize: int, top: float) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig.suptitle(title, fontsize=fontsize)
+    fig.tight_layout(rect=(0, 0, 1, top))
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90)
     plt.close(fig)
-    return path
+    return paths.atomic_write(path, buf.getvalue())
+
+
+FIGURES = (
+    ("forest", "Table 3 at a glance", "Forest plot of Table 3"),
+    ("roc", "ROC curves (Figure 2)", "Fold-averaged ROC curves per test set"),
+)
+
+
+def _figures(results: list[ClaimResult], ctx: Context, folder: Path, stem: str) -> dict:
+    """name -> written PNG path, for the figures this results set can show."""
+    made = {
+        "forest": forest_plot(results, ctx, folder / f"{stem}-forest.png"),
+        "roc": roc_plot(ctx, folder / f"{stem}-roc.png"),
+    }
+    return {k: v for k, v in made.items() if v is not None}
 
 
 # ------------------------------------------------------------------------------ markdown
@@ -298,8 +373,9 @@ def _rows_md(items: list[ClaimResult]) -> list[str]:
 
 
 def to_markdown(
-    results: list[ClaimResult], ctx: Context, deviations: list[dict], plot: str | None = None
+    results: list[ClaimResult], ctx: Context, deviations: list[dict], plots: dict | None = None
 ) -> str:
+    """`plots`: figure name (FIGURES) -> image file name beside the report."""
     counts, line = _summary(results)
     set_name, protocol = _set_description(ctx)
     contra = [r for r in results if r.confirmed_contradiction]
@@ -356,8 +432,9 @@ def to_markdown(
                 f"We observe: {r.verdict.reason}",
                 "",
             ]
-    if plot:
-        out += ["## Table 3 at a glance", "", f"![Forest plot of Table 3]({plot})", ""]
+    for name, title, alt in FIGURES:
+        if (plots or {}).get(name):
+            out += [f"## {title}", "", f"![{alt}]({plots[name]})", ""]
     for section, items in _sections(results):
         c = count_statuses(items)
         tally = ", ".join(f"{n} {s}" for s, n in c.items() if n)
@@ -422,8 +499,9 @@ def _row_html(r: ClaimResult) -> str:
 
 
 def to_html(
-    results: list[ClaimResult], ctx: Context, deviations: list[dict], png: bytes | None = None
+    results: list[ClaimResult], ctx: Context, deviations: list[dict], pngs: dict | None = None
 ) -> str:
+    """`pngs`: figure name (FIGURES) -> PNG bytes, embedded in the page."""
     e = html.escape
     counts, line = _summary(results)
     set_name, protocol = _set_description(ctx)
@@ -449,11 +527,12 @@ def to_html(
             for r in contra
         ]
         parts.append("</ul>")
-    if png:
-        parts.append(
-            "<h2>Table 3 at a glance</h2><img alt='Forest plot of Table 3' "
-            f"src='data:image/png;base64,{base64.b64encode(png).decode()}'>"
-        )
+    for name, title, alt in FIGURES:
+        if (pngs or {}).get(name):
+            parts.append(
+                f"<h2>{e(title)}</h2><img alt='{e(alt)}' "
+                f"src='data:image/png;base64,{base64.b64encode(pngs[name]).decode()}'>"
+            )
     head = (
         "<table><tr><th>Claim</th><th>The paper says</th><th>Expected</th><th>We observe</th>"
         "<th>Verdict</th></tr>"
@@ -570,7 +649,7 @@ def to_json(results: list[ClaimResult]) -> str:
 def render(
     results: list[ClaimResult], ctx: Context, fmt: str = "md", out: Path | None = None
 ) -> str:
-    """The report text; with `out`, also writes it and (md/html) the forest plot beside it."""
+    """The report text; with `out`, also writes it and (md/html) its figures beside it."""
     deviations = load_deviations()
     if fmt == "json":
         text = to_json(results)
@@ -578,20 +657,15 @@ def render(
         text = to_junit(results, ctx)
     elif fmt == "text":
         text = to_text(results, ctx)
-    elif fmt in ("md", "html"):
-        png_path = None
-        if out is not None:
-            png_path = forest_plot(results, ctx, out.with_name(out.stem + "-forest.png"))
-        if fmt == "md":
-            text = to_markdown(results, ctx, deviations, png_path.name if png_path else None)
-        else:
-            if png_path is None:
-                with tempfile.TemporaryDirectory() as tmp:
-                    made = forest_plot(results, ctx, Path(tmp) / "forest.png")
-                    png = made.read_bytes() if made else None
-            else:
-                png = png_path.read_bytes()
-            text = to_html(results, ctx, deviations, png)
+    elif fmt == "md":
+        made = _figures(results, ctx, out.parent, out.stem) if out is not None else {}
+        text = to_markdown(results, ctx, deviations, {k: p.name for k, p in made.items()})
+    elif fmt == "html":
+        with tempfile.TemporaryDirectory() as tmp:
+            made = _figures(
+                results, ctx, out.parent if out else Path(tmp), out.stem if out else "r"
+            )
+            text = to_html(results, ctx, deviations, {k: p.read_bytes() for k, p in made.items()})
     else:
         raise ValueError(f"unknown format {fmt!r} (text, md, json, junit, html)")
     if out is not None:

@@ -112,3 +112,44 @@ def test_report_says_when_the_store_holds_stale_results(judged):
     )
     text = report.to_markdown(results, replace(ctx, results=stale_set), [])
     assert "older version of 1 configuration(s) (UNI|lora|paper|full|real), not used" in text
+
+
+def test_mean_roc_curve_matches_its_auroc():
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    ys = [rng.random(300) < 0.2 for _ in range(5)]
+    ps = [np.clip(y * 0.3 + rng.random(300) * 0.7, 0, 1) for y in ys]
+    tpr, auc = report.mean_roc(ys, ps)
+    assert tpr[0] == 0.0 and tpr[-1] == 1.0 and np.all(np.diff(tpr) >= 0)
+    assert np.trapezoid(tpr, report.FPR_GRID) == pytest.approx(auc, abs=0.01)
+    perfect, auc1 = report.mean_roc([np.array([True, False])], [np.array([0.9, 0.1])])
+    assert auc1 == 1.0 and perfect[1] == 1.0
+
+
+def test_roc_figure_only_with_predictions(tmp_path, judged):
+    from harness.results import write_results_set
+
+    _, paper_ctx = judged
+    assert report.roc_plot(paper_ctx, tmp_path / "none.png") is None  # per-fold numbers only
+    rows, preds = [], []
+    for fold in (1, 2):
+        rows.append({"model": "UNI", "method": "lora", "dataset": "AMi-Br", "fold": fold,
+                     "balanced_accuracy": 0.75, "auroc": 0.75, "pr_auc": ""})  # fmt: skip
+        preds += [
+            {
+                "model": "UNI",
+                "method": "lora",
+                "dataset": "AMi-Br",
+                "fold": fold,
+                "image": f"{k}.png",
+                "label": "Atypical" if k < 2 else "Normal",
+                "prob_atypical": [0.9, 0.4, 0.6, 0.1][k],
+            }  # fmt: skip
+            for k in range(4)
+        ]
+    folder = write_results_set(tmp_path / "set", rows, predictions=preds, manifest={"name": "p"})
+    ctx = cl.build_context(folder)
+    text = report.render([], ctx, "md", tmp_path / "out" / "claims.md")
+    assert (tmp_path / "out" / "claims-roc.png").stat().st_size > 10_000
+    assert "![Fold-averaged ROC curves per test set](claims-roc.png)" in text
