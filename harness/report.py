@@ -275,6 +275,8 @@ def roc_plot(ctx: Context, path: Path) -> Path | None:
 
     datasets = [d for d in rs.datasets if any(rs.predictions_for(m, k, d)
                                               for m, k in rs.configurations)]  # fmt: skip
+    if not datasets:
+        return None
     fig, axes = plt.subplots(1, len(datasets), figsize=(6 * len(datasets), 5.6), squeeze=False)
     for ax, dataset in zip(axes[0], datasets, strict=True):
         for model, method in rs.configurations:

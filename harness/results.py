@@ -112,6 +112,9 @@ class ResultsSet:
             self._cells[(row.model, row.method, row.dataset)].append(row)
         for cell in self._cells.values():
             cell.sort(key=lambda r: r.fold)
+        self._preds: dict[tuple[str, str, str], list[Prediction]] = defaultdict(list)
+        for p in self.predictions or ():
+            self._preds[(p.model, p.method, p.dataset)].append(p)
 
     @property
     def configurations(self) -> list[tuple[str, str]]:
@@ -176,9 +179,8 @@ class ResultsSet:
     def predictions_for(self, model: str, method: str, dataset: str) -> dict[int, tuple]:
         """fold -> (image names, is_atypical bool array, prob_atypical array)."""
         out: dict[int, list[Prediction]] = defaultdict(list)
-        for p in self.predictions or ():
-            if (p.model, p.method, p.dataset) == (canonical_model(model), method, dataset):
-                out[p.fold].append(p)
+        for p in self._preds.get((canonical_model(model), method, dataset), ()):
+            out[p.fold].append(p)
         result = {}
         for fold, preds in sorted(out.items()):
             preds.sort(key=lambda p: p.image)
