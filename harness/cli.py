@@ -70,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("--json", action="store_true")
     models.set_defaults(func=_handler("models", "cli_models"))
 
-    # --- training (harness.train) -------------------------------------------------------------
+    # --- training (harness.runner, harness.plan) --------------------------------------------------
     run = sub.add_parser("run", help="train and evaluate one configuration of Table 3")
     run.add_argument("--config", required=True, help="configuration name (see `amibr-bench plan`)")
     run.add_argument("--folds", default="1-5", help="folds to run, e.g. 1-5 or 1,3")
@@ -80,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
     _data_root(run)
     _weights_dir(run)
-    run.set_defaults(func=_handler("train", "cli_run"))
+    run.set_defaults(func=_handler("runner", "cli_run"))
 
     plan = sub.add_parser(
         "plan", help="list the configurations of the full protocol and how far a run got"
@@ -89,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--preset", choices=["paper", "reference-code"], default="paper")
     plan.add_argument("--store", help="full-tier store whose progress to show (default runs/full)")
     _weights_dir(plan)
-    plan.set_defaults(func=_handler("train", "cli_plan"))
+    plan.set_defaults(func=_handler("plan", "cli_plan"))
 
     tput = sub.add_parser(
         "throughput",

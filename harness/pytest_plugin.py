@@ -106,11 +106,11 @@ def claims_context(request: pytest.FixtureRequest) -> Context:
 
 def _train_full(config: pytest.Config, spec: str) -> None:
     """The claim tests' trainer: each (configuration, fold) trains once, into the results folder."""
-    from harness import train
+    from harness import runner
 
     if spec == "paper":
         pytest.exit("--train-full needs --results FOLDER (where the harness writes its results)", 4)
-    skipped = train.train_plan(
+    skipped = runner.train_plan(
         Path(spec),
         data_root=config.getoption("--data-root", default=None),
         weights_dir=config.getoption("--weights-dir", default=None),

@@ -17,9 +17,12 @@ import torch
 
 from harness import paths, report, stats
 from harness.claims import build_context, evaluate_all, load_claims
+from harness.config import RunConfig
+from harness.export import export_results
 from harness.results import load_results_set
+from harness.runner import run_config
 from harness.store import Store
-from harness.train import RunConfig, export_results, load_task, run_config
+from harness.taskdata import load_task
 
 # Smoke models are randomly initialised, so the protocol's Adam(5e-5) would barely move them in a
 # few epochs: the smoke tier raises the rates (recorded in every configuration's settings).

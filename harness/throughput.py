@@ -1,7 +1,7 @@
 """How fast a configuration trains and predicts on this machine, before committing to the full plan.
 
 `amibr-bench throughput` builds each model at full size (random weights, or the user's), pushes
-random 128 px images through the configuration's own transforms, training step (`train.fit`) and
+random 128 px images through the configuration's own transforms, training step (`trainer.fit`) and
 prediction, and prints images per second, peak accelerator memory and what that means for one
 fold and for the whole configuration. Numbers only: nothing here passes or fails.
 """
@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from harness import models, paths, train
+from harness import config, embeddings, models, paths, plan, runner, trainer, transforms
 
 IMAGE_PX = 128  # the datasets' patch size; the transforms resize to the model's input
 
@@ -67,11 +67,11 @@ def measure(
 ) -> dict[str, Any]:
     """Training and inference images per second of one configuration (paper preset, full tier).
 
-    Training time is the difference of two `train.fit` runs of `warmup` and `warmup + steps`
+    Training time is the difference of two `trainer.fit` runs of `warmup` and `warmup + steps`
     steps, so the loop's fixed costs cancel; the linear probe's cost is the frozen backbone's
     one pass per image (its head trains on cached embeddings in negligible time)."""
     device = torch.device(device)
-    cfg = train.RunConfig(key, method)
+    cfg = config.RunConfig(key, method)
     spec, hp = cfg.spec, replace(cfg.hyper(), batch_size=batch)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -82,7 +82,7 @@ def measure(
     t0 = time.perf_counter()
     backbone = _backbone(key, weights, weights_dir, device)
     out: dict[str, Any] = {
-        "config": train.config_name(key, method),
+        "config": config.config_name(key, method),
         "model": spec.name,
         "method": method,
         "device": _device_name(device),
@@ -92,11 +92,11 @@ def measure(
         "build_s": round(time.perf_counter() - t0, 1),
         "train_images_per_s": None,
     }
-    t_eval = train.Transform(spec, method, cfg.size, train=False)
+    t_eval = transforms.Transform(spec, method, cfg.size, train=False)
     if method == "linear_probe":
 
         def infer(x: torch.Tensor) -> torch.Tensor:
-            return train.compute_embeddings(
+            return embeddings.compute_embeddings(
                 backbone, x, t_eval, device, autocast=hp.lp_autocast_fp16, batch=batch
             )
 
@@ -106,11 +106,11 @@ def measure(
         if method == "lora":
             model = models.wrap_lora(model)
         model.to(device)
-        t_train = train.Transform(spec, method, cfg.size, train=True)
-        forward = train._forward_images(t_train, t_eval, device)
+        t_train = transforms.Transform(spec, method, cfg.size, train=True)
+        forward = runner._forward_images(t_train, t_eval, device)
 
         def fit(k: int) -> None:
-            train.fit(
+            trainer.fit(
                 model, forward, images, labels, images[:batch], labels[:batch], hp,
                 seed=0, device=device, stop_after_steps=k,
             )  # fmt: skip
@@ -121,7 +121,7 @@ def measure(
         out["trainable_params"] = sum(p.numel() for p in model.parameters() if p.requires_grad)
 
         def infer(x: torch.Tensor) -> np.ndarray:
-            return train.predict(model, forward, x, batch=batch)
+            return trainer.predict(model, forward, x, batch=batch)
 
     _timed(lambda: infer(images[:batch]), device)  # warm-up (cuDNN autotuning, allocator)
     out["infer_images_per_s"] = round(len(images) / _timed(lambda: infer(images), device), 2)
@@ -168,17 +168,17 @@ def cli_throughput(args) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    device = train.resolve_device(args.device)
+    device = runner.resolve_device(args.device)
     configs = (
-        list(train.PAPER_PLAN)
+        list(plan.PAPER_PLAN)
         if args.all or not args.config
-        else [train.parse_config(c) for c in args.config]
+        else [config.parse_config(c) for c in args.config]
     )
     sizes = _data_sizes(getattr(args, "data_root", None))
     console = Console(stderr=True)
     rows = []
     for key, method in configs:
-        console.print(f"measuring {train.config_name(key, method)} on {device} ...")
+        console.print(f"measuring {config.config_name(key, method)} on {device} ...")
         row = measure(
             key,
             method,

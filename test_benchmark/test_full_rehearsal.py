@@ -3,7 +3,7 @@
 Every Table 3 configuration keeps its registry entry (name, recipe, normalisation, LoRA targets,
 weights repository) but its architecture is shrunk to a few thousand parameters; a random
 checkpoint is written for it in the Hugging Face layout a user's weights folder has. Then the
-plan trains exactly as the claim tests' `--train-full` does (`train.train_plan`), one epoch a fold
+plan trains exactly as the claim tests' `--train-full` does (`runner.train_plan`), one epoch a fold
 on the committed synthetic fixture, and the claims read the results set it exported. The images'
 content does not matter here, so the fixture stands in for the real data under the real test-set
 names (in this test only): the rehearsal then needs nothing outside the repository and runs as
@@ -28,7 +28,7 @@ import torch
 from safetensors.torch import save_file
 
 from harness import claims as cl
-from harness import models, train
+from harness import config, models, paths, plan, runner, taskdata
 from harness import stats as st
 from harness.results import load_results_set
 
@@ -76,20 +76,22 @@ def rehearsal(synth_root, tmp_path_factory):
     mp = pytest.MonkeyPatch()
     mp.setenv("AMIBR_CACHE", str(base / "cache"))
     mp.setattr(models, "_hf_cache_dir", lambda: base / "no-hf-cache")
-    for key in {k for k, _ in train.PAPER_PLAN + train.EXTRA_PLAN}:
+    for key in {k for k, _ in plan.PAPER_PLAN + plan.EXTRA_PLAN}:
         tiny = shrink(models.SPECS[key])
         mp.setitem(models.SPECS, key, tiny)
         if tiny.weights_repo and key != "h0-mini":  # one model without weights: "not run"
             write_checkpoint(tiny, base / "weights")
-    protocol = train.hyperparameters
+    protocol = config.hyperparameters
     mp.setattr(
-        train,
+        config,
         "hyperparameters",
         lambda key, method, preset: replace(protocol(key, method, preset), max_epochs=1),
     )
     try:
-        task = train.load_task(synth_root, "real", SUBSET)  # real test-set names: see the docstring
-        skipped = train.train_plan(
+        task = taskdata.load_task(
+            synth_root, "real", SUBSET
+        )  # real test-set names: see the docstring
+        skipped = runner.train_plan(
             base / "full",
             weights_dir=base / "weights",
             preset=os.environ.get("AMIBR_PRESET", "paper"),
@@ -106,12 +108,12 @@ def test_the_whole_plan_trains_and_exports(rehearsal) -> None:
     assert skipped == {}
     rs = load_results_set(store)
     assert rs.manifest["tier"] == "full" and rs.manifest["data"] == "real"
-    for key, method in train.PAPER_PLAN:
+    for key, method in plan.PAPER_PLAN:
         name = models.get_spec(key).name
         entry = rs.config_entry(name, method)
         assert entry["status"] == "done", (key, method, entry)
         assert entry["settings"]["tier"] == "full" and entry["settings"]["img_size"] == 224
-        for dataset in train.TEST_SETS:
+        for dataset in taskdata.TEST_SETS:
             assert rs.folds(name, method, dataset) == [1, 2, 3, 4, 5], (key, method, dataset)
     h0 = rs.config_entry("H0-mini", "lora")
     assert h0["status"] == "not run" and "weights of H0-mini" in h0["reason"]
@@ -119,7 +121,7 @@ def test_the_whole_plan_trains_and_exports(rehearsal) -> None:
 
 def test_linear_probes_embed_each_image_once(rehearsal) -> None:
     rs = load_results_set(rehearsal[0])
-    for key in train.FOUNDATION_KEYS:
+    for key in plan.FOUNDATION_KEYS:
         counters = rs.config_entry(models.get_spec(key).name, "linear_probe")["settings"][
             "counters"
         ]
@@ -148,12 +150,12 @@ def test_claims_judge_the_harness_results(rehearsal) -> None:
 
 def test_auto_device_refuses_the_cpu(tmp_path, monkeypatch) -> None:
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    with pytest.raises(train.paths.MissingInputError, match="needs a CUDA device"):
-        train.ensure_trained("efficientnetv2-m", "end_to_end", store_dir=tmp_path)
+    with pytest.raises(paths.MissingInputError, match="needs a CUDA device"):
+        runner.ensure_trained("efficientnetv2-m", "end_to_end", store_dir=tmp_path)
 
 
 def test_full_tier_refuses_the_synthetic_fixture(synth_root, tmp_path) -> None:
-    with pytest.raises(train.paths.InputError, match="synthetic fixture"):
-        train.ensure_trained(
+    with pytest.raises(paths.InputError, match="synthetic fixture"):
+        runner.ensure_trained(
             "efficientnetv2-m", "end_to_end", store_dir=tmp_path, data_root=synth_root, device="cpu"
         )

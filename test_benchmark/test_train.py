@@ -11,7 +11,18 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st_
 
-from harness import models, stats, train
+from harness import (
+    config,
+    embeddings,
+    export,
+    models,
+    plan,
+    runner,
+    stats,
+    taskdata,
+    trainer,
+    transforms,
+)
 from harness.claims import Claim, Context, evaluate
 from harness.results import load_results_set
 from harness.store import Store
@@ -46,7 +57,7 @@ def task(synth_root, tmp_path_factory):
     """The committed synthetic fixture through the real data layer and image cache."""
     mp = pytest.MonkeyPatch()
     mp.setenv("AMIBR_CACHE", str(tmp_path_factory.mktemp("cache")))
-    yield train.load_task(synth_root, "synthetic")
+    yield taskdata.load_task(synth_root, "synthetic")
     mp.undo()
 
 
@@ -56,13 +67,13 @@ def cache_env(tmp_path, monkeypatch):
     return tmp_path
 
 
-def _cfg(key: str, method: str, seed: int = 0) -> train.RunConfig:
-    return train.RunConfig(
+def _cfg(key: str, method: str, seed: int = 0) -> config.RunConfig:
+    return config.RunConfig(
         key, method, tier="smoke", data="synthetic", seed=seed, overrides=QUICK[method]
     )
 
 
-def _results(store: Store, cfg: train.RunConfig, folds) -> list:
+def _results(store: Store, cfg: config.RunConfig, folds) -> list:
     out = []
     for f in folds:
         metrics, preds, _ = store.load_fold(cfg.hash, f)
@@ -87,25 +98,25 @@ def test_fit_a_few_batches_learns(task, key, method) -> None:
     spec = models.get_spec(key)
     torch.manual_seed(0)
     backbone = models.load_backbone(key).model
-    t_eval = train.Transform(spec, method, spec.img_size, train=False)
+    t_eval = transforms.Transform(spec, method, spec.img_size, train=False)
     idx = torch.arange(24)
     x, y = task.pool_images[idx], task.pool_labels[:24]
     if method == "linear_probe":
         with torch.no_grad():
             x = models.embed(backbone.eval(), spec, t_eval(x, torch.device("cpu")))
         model = torch.nn.Linear(x.shape[1], 1)
-        forward = train._forward_embeddings(torch.device("cpu"))
+        forward = runner._forward_embeddings(torch.device("cpu"))
     else:
         model = models.attach_head(backbone)
         if method == "lora":
             model = models.wrap_lora(model)
-        forward = train._forward_images(t_eval, t_eval, torch.device("cpu"))
+        forward = runner._forward_images(t_eval, t_eval, torch.device("cpu"))
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     lora = method == "lora"  # random-init backbone: small adapter steps, fast head
-    hp = train.Hyper(
+    hp = config.Hyper(
         lr=3e-4 if lora else 3e-3, head_lr=3e-2 if lora else None, max_epochs=8, early_stopping=100
     )
-    result = train.fit(model, forward, x, y, x, y, hp, seed=0, device=torch.device("cpu"))
+    result = trainer.fit(model, forward, x, y, x, y, hp, seed=0, device=torch.device("cpu"))
     losses = [h["loss"] for h in result.history]
     assert np.mean(losses[-2:]) < np.mean(losses[:2]), losses
     changed = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
@@ -118,12 +129,12 @@ def test_fit_a_few_batches_learns(task, key, method) -> None:
 
 def test_linear_probe_embeds_once_and_reuses_the_cache(task, cache_env) -> None:
     cfg = _cfg("smoke-vit", "linear_probe")
-    first = train.run_config(cfg, task, Store(cache_env / "a"), (1, 2, 3))
+    first = runner.run_config(cfg, task, Store(cache_env / "a"), (1, 2, 3))
     n_images = len(task.pool_labels) + sum(len(t.labels) for t in task.tests.values())
     assert first.counters["backbone_forward_images"] == first.counters["unique_images"] == n_images
-    before = train.FORWARD_COUNTER["images"]
-    second = train.run_config(cfg, task, Store(cache_env / "b"), (1, 2, 3))
-    assert train.FORWARD_COUNTER["images"] == before
+    before = embeddings.FORWARD_COUNTER["images"]
+    second = runner.run_config(cfg, task, Store(cache_env / "b"), (1, 2, 3))
+    assert embeddings.FORWARD_COUNTER["images"] == before
     assert second.counters["backbone_forward_images"] == 0
     assert second.counters["embedding_cache_hits"] == n_images
     assert _results(Store(cache_env / "a"), cfg, (1, 2, 3)) == _results(
@@ -132,7 +143,7 @@ def test_linear_probe_embeds_once_and_reuses_the_cache(task, cache_env) -> None:
 
 
 def test_embedding_cache_key_tracks_weights_and_transform(cache_env) -> None:
-    cache = train.EmbeddingCache(cache_env)
+    cache = embeddings.EmbeddingCache(cache_env)
     bb = models.load_backbone("smoke-vit")
     key = cache.key(bb, "t", 64, False)
     assert key != cache.key(bb, "t2", 64, False)
@@ -144,12 +155,12 @@ def test_embedding_cache_key_tracks_weights_and_transform(cache_env) -> None:
 def test_interrupted_run_resumes_to_the_same_results(task, cache_env) -> None:
     cfg = _cfg("smoke-resnet", "end_to_end")
     whole = Store(cache_env / "whole")
-    train.run_config(cfg, task, whole, (1, 2))
+    runner.run_config(cfg, task, whole, (1, 2))
     broken = Store(cache_env / "broken")
     with pytest.raises(KeyboardInterrupt, match="after fold 1"):
-        train.run_config(cfg, task, broken, (1, 2), fail_after_fold=1)
+        runner.run_config(cfg, task, broken, (1, 2), fail_after_fold=1)
     assert broken.done_folds(cfg.hash) == [1]
-    resumed = train.run_config(cfg, task, broken, (1, 2))
+    resumed = runner.run_config(cfg, task, broken, (1, 2))
     assert resumed.folds_skipped == [1] and resumed.folds_done == [2]
     assert _results(whole, cfg, (1, 2)) == _results(broken, cfg, (1, 2))
 
@@ -158,20 +169,20 @@ def test_same_seed_same_results_other_seed_differs(task, cache_env) -> None:
     runs = []
     for name, seed in (("a", 0), ("b", 0), ("c", 1)):
         cfg = _cfg("smoke-vit", "lora", seed)
-        train.run_config(cfg, task, Store(cache_env / name), (1,))
+        runner.run_config(cfg, task, Store(cache_env / name), (1,))
         runs.append(_results(Store(cache_env / name), cfg, (1,)))
     assert runs[0] == runs[1]
     assert runs[0] != runs[2]
 
 
 def test_presets() -> None:
-    paper = train.hyperparameters("prov-gigapath", "linear_probe", "paper")
-    ref = train.hyperparameters("prov-gigapath", "linear_probe", "reference-code")
+    paper = config.hyperparameters("prov-gigapath", "linear_probe", "paper")
+    ref = config.hyperparameters("prov-gigapath", "linear_probe", "reference-code")
     assert (paper.lr, paper.weight_decay, ref.lr, ref.weight_decay) == (5e-5, 1e-5, 1e-3, 1e-4)
-    assert train.hyperparameters("uni", "lora", "paper").early_stopping == 15
-    assert train.hyperparameters("uni", "lora", "reference-code").early_stopping == 10
-    assert train.hyperparameters("uni", "linear_probe", "reference-code").early_stopping == 15
-    hp = train.hyperparameters("swin-b", "end_to_end", "paper")
+    assert config.hyperparameters("uni", "lora", "paper").early_stopping == 15
+    assert config.hyperparameters("uni", "lora", "reference-code").early_stopping == 10
+    assert config.hyperparameters("uni", "linear_probe", "reference-code").early_stopping == 15
+    hp = config.hyperparameters("swin-b", "end_to_end", "paper")
     assert (hp.max_epochs, hp.batch_size, hp.plateau_factor, hp.plateau_patience, hp.min_lr) == (
         100,
         8,
@@ -180,29 +191,29 @@ def test_presets() -> None:
         1e-7,
     )
     with pytest.raises(ValueError):
-        train.hyperparameters("uni", "lora", "fast")
+        config.hyperparameters("uni", "lora", "fast")
 
 
 def test_config_hash_keys_everything() -> None:
-    base = train.RunConfig("uni", "lora")
-    assert base.hash == train.RunConfig("uni", "lora").hash
+    base = config.RunConfig("uni", "lora")
+    assert base.hash == config.RunConfig("uni", "lora").hash
     for other in (
-        train.RunConfig("uni", "linear_probe"),
-        train.RunConfig("uni", "lora", preset="reference-code"),
-        train.RunConfig("uni", "lora", tier="smoke"),
-        train.RunConfig("uni", "lora", seed=1),
+        config.RunConfig("uni", "linear_probe"),
+        config.RunConfig("uni", "lora", preset="reference-code"),
+        config.RunConfig("uni", "lora", tier="smoke"),
+        config.RunConfig("uni", "lora", seed=1),
     ):
         assert other.hash != base.hash
     with pytest.raises(ValueError, match="runs linear_probe, lora"):
-        train.RunConfig("uni", "end_to_end")
+        config.RunConfig("uni", "end_to_end")
 
 
 def test_weighted_sampler_balances_classes() -> None:
     labels = np.array([0] * 10 + [1] * 90)
-    w = train.class_weights(labels)
+    w = trainer.class_weights(labels)
     assert torch.isclose(w[labels == 0].sum(), w[labels == 1].sum())
     with pytest.raises(ValueError, match="lacks a class"):
-        train.class_weights(np.ones(5, dtype=int))
+        trainer.class_weights(np.ones(5, dtype=int))
 
 
 def test_metrics_treat_normal_as_positive() -> None:
@@ -243,37 +254,37 @@ def test_transforms() -> None:
     spec = models.get_spec("prov-gigapath")
     assert (
         "Resize(256, bicubic), CenterCrop(224)"
-        in train.describe_transforms(spec, "linear_probe", 224)["eval"]
+        in transforms.describe_transforms(spec, "linear_probe", 224)["eval"]
     )
     x = torch.full((2, 128, 128, 3), 255, dtype=torch.uint8)
-    out = train.Transform(spec, "linear_probe", 224, train=False)(x, torch.device("cpu"))
+    out = transforms.Transform(spec, "linear_probe", 224, train=False)(x, torch.device("cpu"))
     assert out.shape == (2, 3, 224, 224)
     assert torch.allclose(out[:, 0], torch.tensor((1 - 0.485) / 0.229))
-    virchow = train.train_steps(models.get_spec("virchow"), "lora", 224)
+    virchow = transforms.train_steps(models.get_spec("virchow"), "lora", 224)
     assert virchow[0] == "RandomResizedCrop(224, scale=(0.8,1))"
-    assert train.train_steps(models.get_spec("h-optimus-1"), "lora", 224)[0] == "Resize(224)"
+    assert transforms.train_steps(models.get_spec("h-optimus-1"), "lora", 224)[0] == "Resize(224)"
     torch.manual_seed(0)
     noisy = torch.randint(0, 255, (4, 128, 128, 3), dtype=torch.uint8)
-    aug = train.Transform(models.get_spec("uni"), "lora", 224, train=True)
+    aug = transforms.Transform(models.get_spec("uni"), "lora", 224, train=True)
     same = noisy[:1].repeat(4, 1, 1, 1)
     out = aug(same, torch.device("cpu"))
     assert not torch.allclose(out[0], out[1])  # each image draws its own augmentation
 
 
 def test_parse_config_and_folds() -> None:
-    assert train.parse_config("uni:lora") == ("uni", "lora")
-    assert train.parse_config("Vision Transformer|end_to_end") == ("vit-l16", "end_to_end")
-    assert train.parse_config("virchow2:lp") == ("virchow2", "linear_probe")
-    assert train.parse_folds("1-5") == [1, 2, 3, 4, 5] and train.parse_folds("1,3") == [1, 3]
+    assert config.parse_config("uni:lora") == ("uni", "lora")
+    assert config.parse_config("Vision Transformer|end_to_end") == ("vit-l16", "end_to_end")
+    assert config.parse_config("virchow2:lp") == ("virchow2", "linear_probe")
+    assert config.parse_folds("1-5") == [1, 2, 3, 4, 5] and config.parse_folds("1,3") == [1, 3]
     with pytest.raises(ValueError):
-        train.parse_folds("0-6")
+        config.parse_folds("0-6")
     with pytest.raises(ValueError):
-        train.parse_config("uni")
+        config.parse_config("uni")
 
 
 def test_plan_lists_table3_with_reasons(capsys, tmp_path, monkeypatch) -> None:
     monkeypatch.setattr(models, "_hf_cache_dir", lambda: tmp_path / "hf")
-    assert train.cli_plan(Namespace(json=True, weights_dir=str(tmp_path))) == 0
+    assert plan.cli_plan(Namespace(json=True, weights_dir=str(tmp_path))) == 0
     rows = json.loads(capsys.readouterr().out)
     paper = {(r["model"], r["method"]) for r in rows if r["in_paper"]}
     assert paper == REFERENCE_CONFIGS and len(rows) == 19
@@ -286,21 +297,21 @@ def test_plan_lists_table3_with_reasons(capsys, tmp_path, monkeypatch) -> None:
 def test_plan_shows_how_far_a_full_run_got(capsys, tmp_path, monkeypatch) -> None:
     monkeypatch.setattr(models, "_hf_cache_dir", lambda: tmp_path / "hf")
     store = Store(tmp_path / "full")
-    cfg = train.RunConfig("uni", "lora")
+    cfg = config.RunConfig("uni", "lora")
     store.register(cfg.hash, cfg.describe())
     for fold in (1, 2):
         store.save_fold(cfg.hash, fold, [], [], info={})
     older = {**cfg.describe(), "registry_version": "0"}  # same label, another configuration
     store.register("0ld0ld0ld0ld0ld0", older)
     args = Namespace(json=True, weights_dir=None, store=str(store.root), preset="paper")
-    assert train.cli_plan(args) == 0
+    assert plan.cli_plan(args) == 0
     rows = {r["config"]: r for r in json.loads(capsys.readouterr().out)}
     assert rows["uni:lora"]["folds_done"] == [1, 2] and rows["uni:lora"]["hash"] == cfg.hash
     assert rows["uni:lora"]["stale_hashes"] == ["0ld0ld0ld0ld0ld0"]
     assert rows["uni:linear_probe"]["folds_done"] == [] == rows["uni:linear_probe"]["stale_hashes"]
     args.json = False
     monkeypatch.setenv("COLUMNS", "250")
-    assert train.cli_plan(args) == 0
+    assert plan.cli_plan(args) == 0
     assert "2/5, 1 stale" in capsys.readouterr().out
 
 
@@ -319,15 +330,15 @@ def test_cli_run_full_tier_refuses_cpu_without_asking(monkeypatch) -> None:
         weights_dir=None,
     )
     with pytest.raises(MissingInputError, match="needs a GPU"):
-        train.cli_run(args)
+        runner.cli_run(args)
 
 
 def test_export_and_smoke_claims(task, cache_env) -> None:
     """A results set from the store; the smoke evaluators judge it and can fail."""
     store = Store(cache_env / "s")
     cfgs = [_cfg("smoke-vit", "linear_probe")]
-    train.run_config(cfgs[0], task, store, (1, 2))
-    out = train.export_results(
+    runner.run_config(cfgs[0], task, store, (1, 2))
+    out = export.export_results(
         store,
         cfgs,
         cache_env / "s",
@@ -369,8 +380,8 @@ def test_train_plan_says_what_each_configuration_lacks(tmp_path, monkeypatch) ->
     monkeypatch.delenv("AMIBR_WEIGHTS", raising=False)  # a user's own weights must not matter here
     monkeypatch.setattr(models, "_hf_cache_dir", lambda: tmp_path / "empty-hf-cache")
     called = []
-    monkeypatch.setattr(train, "ensure_trained", lambda *a, **k: called.append(a))
-    skipped = train.train_plan(tmp_path / "full")
+    monkeypatch.setattr(runner, "ensure_trained", lambda *a, **k: called.append(a))
+    skipped = runner.train_plan(tmp_path / "full")
     assert called == [] and len(skipped) == 17
     assert all(why.startswith("needs a GPU") for why in skipped.values())
-    assert "weights of UNI" in skipped[train.config_name("uni", "lora")]
+    assert "weights of UNI" in skipped[config.config_name("uni", "lora")]

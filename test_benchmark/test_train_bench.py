@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from harness import models, train
+from harness import config, embeddings, models, runner, trainer, transforms
 
 
 @pytest.fixture(scope="module")
@@ -22,13 +22,13 @@ def test_bench_training_images_per_s(benchmark, images, key, method) -> None:
     model = models.attach_head(models.load_backbone(key).model)
     if method == "lora":
         model = models.wrap_lora(model)
-    t_train = train.Transform(spec, method, spec.img_size, train=True)
-    forward = train._forward_images(t_train, t_train, torch.device("cpu"))
-    hp = train.Hyper(lr=1e-4, max_epochs=1)
+    t_train = transforms.Transform(spec, method, spec.img_size, train=True)
+    forward = runner._forward_images(t_train, t_train, torch.device("cpu"))
+    hp = config.Hyper(lr=1e-4, max_epochs=1)
     labels = np.arange(len(images)) % 2
 
     def one_pass() -> None:  # 64 images, batch 8, augmentation included
-        train.fit(
+        trainer.fit(
             model,
             forward,
             images,
@@ -50,10 +50,10 @@ def test_bench_training_images_per_s(benchmark, images, key, method) -> None:
 def test_bench_inference_images_per_s(benchmark, images, key) -> None:
     spec = models.get_spec(key)
     backbone = models.load_backbone(key)
-    t_eval = train.Transform(spec, "linear_probe", spec.img_size, train=False)
+    t_eval = transforms.Transform(spec, "linear_probe", spec.img_size, train=False)
 
     def embed_all() -> None:
-        train.compute_embeddings(backbone, images, t_eval, torch.device("cpu"), autocast=False)
+        embeddings.compute_embeddings(backbone, images, t_eval, torch.device("cpu"), autocast=False)
 
     benchmark.pedantic(embed_all, rounds=3, iterations=1, warmup_rounds=1)
     if benchmark.stats:

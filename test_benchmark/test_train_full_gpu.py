@@ -11,7 +11,7 @@ import os
 import pytest
 import torch
 
-from harness import models, paths, train
+from harness import config, models, paths, plan, runner, taskdata
 from harness.results import load_results_set
 
 pytestmark = pytest.mark.gpu
@@ -23,7 +23,7 @@ FULL_STORE = paths.REPO_ROOT / "runs" / "full"
 def full_task(data_root):
     if not torch.cuda.is_available():
         pytest.skip("needs a CUDA device: torch.cuda.is_available() is False on this machine")
-    return train.load_task(data_root, "real")
+    return taskdata.load_task(data_root, "real")
 
 
 @pytest.fixture(scope="session")
@@ -33,11 +33,11 @@ def full_run(full_task, data_root):
     weights = paths.weights_dir()
 
     def run(key: str, method: str):
-        lacks = train.missing_for(key, weights)
+        lacks = plan.missing_for(key, weights)
         if lacks:
-            pytest.skip(f"{key}:{method} {train.not_run_reason(lacks)}")
+            pytest.skip(f"{key}:{method} {plan.not_run_reason(lacks)}")
         if (key, method) not in done:
-            done[(key, method)] = train.ensure_trained(
+            done[(key, method)] = runner.ensure_trained(
                 key,
                 method,
                 store_dir=FULL_STORE,
@@ -52,12 +52,12 @@ def full_run(full_task, data_root):
 
 
 @pytest.mark.parametrize(
-    "key,method", train.PAPER_PLAN, ids=[train.config_name(k, m) for k, m in train.PAPER_PLAN]
+    "key,method", plan.PAPER_PLAN, ids=[config.config_name(k, m) for k, m in plan.PAPER_PLAN]
 )
 def test_full_configuration_trains_and_evaluates(full_run, key, method) -> None:
     rs = full_run(key, method)
     name = models.get_spec(key).name
-    for dataset in train.TEST_SETS:
+    for dataset in taskdata.TEST_SETS:
         assert rs.folds(name, method, dataset) == [1, 2, 3, 4, 5]
         assert len(rs.values(name, method, dataset, "auroc")) == 5
     entry = rs.config_entry(name, method)

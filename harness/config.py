@@ -1,0 +1,167 @@
+"""What a run is: presets (PROTOCOL.md 'Optimisation'), the run configuration whose hash keys
+the results store, and the parsing of configuration names and fold lists."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+from harness import models, paths
+from harness.transforms import describe_transforms
+
+STRATEGY_ALIASES = {
+    "e2e": "end_to_end",
+    "end-to-end": "end_to_end",
+    "lp": "linear_probe",
+    "linear-probe": "linear_probe",
+}
+
+# --- presets and configurations --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Hyper:
+    """Optimisation settings of one run (PROTOCOL.md, 'Optimisation')."""
+
+    lr: float = 5e-5
+    weight_decay: float = 1e-5
+    max_epochs: int = 100
+    batch_size: int = 8
+    early_stopping: int = 15
+    plateau_factor: float = 0.5
+    plateau_patience: int = 3
+    min_lr: float = 1e-7
+    lp_autocast_fp16: bool = False  # embeddings under fp16 autocast (CUDA only), as the scripts
+    head_lr: float | None = None  # smoke tier only: the head's own rate (None: lr, the protocol)
+
+
+PRESETS = ("paper", "reference-code")
+PRESET_NOTES = {
+    "paper": "paper text (§4); learning rate and weight decay are blank in the text, so the "
+    "scripts' Adam(5e-5, 1e-5) is used for every model; early stopping 15 everywhere",
+    "reference-code": "the authors' scripts (commit 3acf4da): Prov-GigaPath linear probe "
+    "Adam(1e-3, 1e-4), early stopping 10 for LoRA, embeddings under fp16 autocast on CUDA",
+}
+
+
+def hyperparameters(key: str, method: str, preset: str) -> Hyper:
+    """The protocol's settings for one (model, method) under a preset."""
+    if preset not in PRESETS:
+        raise ValueError(f"preset must be one of {PRESETS}, not {preset!r}")
+    hp = Hyper()
+    if preset == "reference-code":
+        hp = replace(hp, lp_autocast_fp16=True)
+        if method == "lora":
+            hp = replace(hp, early_stopping=10)
+        if key == "prov-gigapath" and method == "linear_probe":
+            hp = replace(hp, lr=1e-3, weight_decay=1e-4)
+    return hp
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that determines a run's numbers; its hash keys the results store."""
+
+    model: str
+    method: str
+    preset: str = "paper"
+    tier: str = "full"
+    data: str = "real"  # real | synthetic
+    seed: int = 0
+    img_size: int | None = None  # None: the model's own (224 for every paper model)
+    overrides: tuple[tuple[str, Any], ...] = ()  # Hyper fields changed (smoke tier)
+    subset: tuple[tuple[str, int], ...] = ()  # images kept per split (smoke tier on real data)
+
+    def __post_init__(self) -> None:
+        spec = models.get_spec(self.model)
+        if self.method not in spec.methods:
+            raise ValueError(f"{self.model} runs {', '.join(spec.methods)}, not {self.method}")
+        fixed = dict(spec.kwargs).get("img_size")
+        if self.img_size is not None and fixed is not None and self.img_size != fixed:
+            raise ValueError(f"{self.model} is built for {fixed} px, not {self.img_size}")
+
+    @property
+    def spec(self) -> models.ModelSpec:
+        return models.get_spec(self.model)
+
+    @property
+    def size(self) -> int:
+        return self.img_size or self.spec.img_size
+
+    def hyper(self) -> Hyper:
+        return replace(
+            hyperparameters(self.model, self.method, self.preset), **dict(self.overrides)
+        )
+
+    @property
+    def label(self) -> str:
+        return f"{self.spec.name}|{self.method}|{self.preset}|{self.tier}|{self.data}"
+
+    def describe(self) -> dict[str, Any]:
+        extra: dict[str, Any] = {"lora": dict(models.LORA_CONFIG)} if self.method == "lora" else {}
+        return {
+            **extra,
+            "protocol_hyper": asdict(hyperparameters(self.model, self.method, self.preset)),
+            "threshold": 0.5,
+            "optimizer": "Adam",
+            "scheduler": "ReduceLROnPlateau(mode=max) on validation balanced accuracy",
+            "sampler": "WeightedRandomSampler(1/class frequency, num_samples=len(train), "
+            "replacement=True)",
+            "loss": "BCEWithLogitsLoss on one logit",
+            "label": self.label,
+            "model": self.spec.describe(),
+            "method": self.method,
+            "preset": self.preset,
+            "tier": self.tier,
+            "data": self.data,
+            "seed": self.seed,
+            "img_size": self.size,
+            "hyper": asdict(self.hyper()),
+            "overrides": dict(self.overrides),  # departures from the preset (smoke tier)
+            "subset": dict(self.subset),
+            "transforms": describe_transforms(self.spec, self.method, self.size),
+            "label_encoding": "Atypical=0, Normal=1; BCEWithLogits on one logit",
+            "registry_version": models.REGISTRY_VERSION,
+        }
+
+    @property
+    def hash(self) -> str:
+        text = json.dumps(self.describe(), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def config_name(key: str, method: str) -> str:
+    return f"{key}:{method}"
+
+
+def parse_config(name: str) -> tuple[str, str]:
+    """'uni:lora', 'UNI|lora', 'vit-l16:e2e' -> (registry key, method)."""
+    model, sep, method = name.replace("|", ":").partition(":")
+    if not sep:
+        raise paths.InputError(
+            f"configuration {name!r} must read MODEL:METHOD (see `amibr-bench plan`)"
+        )
+    method = STRATEGY_ALIASES.get(method.strip().lower(), method.strip().lower())
+    by_name = {s.name.lower(): k for k, s in models.SPECS.items()}
+    key = model.strip().lower()
+    key = key if key in models.SPECS else by_name.get(key, key)
+    models.get_spec(key)
+    if method not in models.METHODS:
+        raise paths.InputError(f"method {method!r} is not one of {', '.join(models.METHODS)}")
+    return key, method
+
+
+def parse_folds(text: str) -> list[int]:
+    """'1-5' or '1,3' -> [1, ...]; folds are 1..5."""
+    out: list[int] = []
+    try:
+        for part in str(text).split(","):
+            a, _, b = part.strip().partition("-")
+            out += list(range(int(a), int(b or a) + 1))
+    except ValueError:
+        out = []
+    if not out or any(f not in range(1, 6) for f in out):
+        raise paths.InputError(f"--folds must name folds in 1..5 like 1-5 or 1,3, not {text!r}")
+    return sorted(set(out))

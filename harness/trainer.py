@@ -1,0 +1,158 @@
+"""The training loop shared by end-to-end fine-tuning, linear probing and LoRA (PROTOCOL.md
+'Optimisation'): weighted sampler, Adam, plateau scheduler, early stopping, best checkpoint.
+
+Label encoding follows the authors' scripts: Atypical -> 0, Normal -> 1, one logit trained with
+BCEWithLogits, so sigmoid(logit) is P(Normal); the decision threshold is 0.5."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from harness import stats
+from harness.config import Hyper
+
+# --- the loop -----------------------------------------------------------------------------------
+
+
+@dataclass
+class FitResult:
+    best_state: dict[str, torch.Tensor]
+    best_epoch: int
+    best_val_bacc: float
+    epochs_run: int
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def _trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """What a checkpoint must hold: trained parameters and the persistent buffers (BatchNorm
+    statistics); non-persistent ones (Swin's relative_position_index) are rebuilt by the model."""
+    frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
+    return {
+        n: t.detach().clone()
+        for n, t in model.state_dict(keep_vars=True).items()
+        if n not in frozen
+    }
+
+
+def _is_head(name: str) -> bool:
+    return name.startswith(("head.", "base_model.model.head.", "weight", "bias"))
+
+
+def class_weights(labels: np.ndarray) -> torch.Tensor:
+    """Per-sample weight 1 / frequency of its class (the protocol's sampler)."""
+    labels = np.asarray(labels).astype(int)
+    counts = np.bincount(labels, minlength=2).astype(float)
+    if (counts == 0).any():
+        raise ValueError(f"the training split lacks a class (counts {counts.tolist()})")
+    return torch.as_tensor(1.0 / counts[labels], dtype=torch.double)
+
+
+def fit(
+    model: nn.Module,
+    forward: Callable[[nn.Module, torch.Tensor, bool], torch.Tensor],
+    train_inputs: torch.Tensor,
+    train_labels: np.ndarray,
+    val_inputs: torch.Tensor,
+    val_labels: np.ndarray,
+    hp: Hyper,
+    *,
+    seed: int,
+    device: torch.device,
+    progress: Callable[[int, dict], None] | None = None,
+    stop_after_steps: int | None = None,
+) -> FitResult:
+    """Train with the protocol: weighted sampler, Adam, plateau scheduler, early stopping and
+    best checkpoint on validation balanced accuracy (strict improvement).
+
+    `forward(model, inputs, train)` maps a batch of raw inputs to logits (transform inside)."""
+    for what, labels in (("training", train_labels), ("validation", val_labels)):
+        if len(np.unique(labels)) < 2:
+            raise ValueError(f"the {what} split lacks a class ({len(labels)} images)")
+    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
+    sampler = torch.utils.data.WeightedRandomSampler(
+        class_weights(train_labels),
+        num_samples=len(train_labels),
+        replacement=True,
+        generator=generator,
+    )
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    if hp.head_lr is None:
+        groups = [{"params": [p for _, p in named]}]
+    else:  # random-init smoke backbones: big adapter steps would swamp the random weights
+        groups = [
+            {"params": [p for n, p in named if not _is_head(n)]},
+            {"params": [p for n, p in named if _is_head(n)], "lr": hp.head_lr},
+        ]
+    groups = [g for g in groups if g["params"]]
+    optimiser = torch.optim.Adam(groups, lr=hp.lr, weight_decay=hp.weight_decay)
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimiser,
+        mode="max",
+        factor=hp.plateau_factor,
+        patience=hp.plateau_patience,
+        min_lr=hp.min_lr,
+    )
+    loss_fn = nn.BCEWithLogitsLoss()
+    y_train = torch.as_tensor(np.asarray(train_labels), dtype=torch.float32)
+    best = FitResult(_trainable_state(model), 0, -math.inf, 0)
+    waited, steps = 0, 0
+    for epoch in range(1, hp.max_epochs + 1):
+        model.train()
+        order = torch.tensor(list(sampler))
+        total, seen = 0.0, 0
+        for start in range(0, len(order), hp.batch_size):
+            idx = order[start : start + hp.batch_size]
+            out = forward(model, train_inputs[idx], True)
+            loss = loss_fn(out, y_train[idx].to(device))
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+            total += float(loss.detach()) * len(idx)
+            seen += len(idx)
+            steps += 1
+            if stop_after_steps is not None and steps >= stop_after_steps:
+                best.history.append({"epoch": epoch, "loss": total / seen})
+                best.best_state = _trainable_state(model)
+                best.epochs_run = epoch
+                return best
+        prob = predict(model, forward, val_inputs)
+        val_bacc = stats.balanced_accuracy(np.asarray(val_labels) == 0, 1.0 - prob)
+        scheduler.step(val_bacc)
+        best.history.append(
+            {
+                "epoch": epoch,
+                "loss": total / max(seen, 1),
+                "val_bacc": val_bacc,
+                "lr": optimiser.param_groups[0]["lr"],
+            }
+        )
+        best.epochs_run = epoch
+        if val_bacc > best.best_val_bacc:
+            best.best_val_bacc, best.best_epoch = val_bacc, epoch
+            best.best_state = _trainable_state(model)
+            waited = 0
+        else:
+            waited += 1
+        if progress is not None:
+            progress(epoch, best.history[-1])
+        if waited >= hp.early_stopping:
+            break
+    return best
+
+
+@torch.no_grad()
+def predict(model: nn.Module, forward, inputs: torch.Tensor, batch: int = 64) -> np.ndarray:
+    """sigmoid(logit) = P(Normal) for every input, in order, model in eval mode."""
+    model.eval()
+    out = [
+        torch.sigmoid(forward(model, inputs[i : i + batch], False).float()).cpu()
+        for i in range(0, len(inputs), batch)
+    ]
+    return torch.cat(out).numpy() if out else np.zeros(0)
