@@ -138,6 +138,24 @@ def build_parser() -> argparse.ArgumentParser:
     reg.add_argument("--why", help="with --update-baseline: why the numbers changed (recorded)")
     reg.set_defaults(func=_handler("regression", "cli_regression"))
 
+    # --- experts (harness.experts) -------------------------------------------------------------
+    experts = sub.add_parser(
+        "experts",
+        help="the experts' agreement (each against the consensus, Cohen's and Fleiss' kappa) "
+        "and, with --results, the models placed among them",
+    )
+    _data_root(experts)
+    experts.add_argument(
+        "--results",
+        help="a results set with per-image predictions (predictions.csv): score its models "
+        "against the consensus and each expert",
+    )
+    experts.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
+    experts.add_argument(
+        "--figure", metavar="FILE", help="also draw raters against the consensus (.png or .svg)"
+    )
+    experts.set_defaults(func=_handler("experts", "cli_experts"))
+
     # --- claims and report (harness.report) ---------------------------------------------------
     claims = sub.add_parser("claims", help="judge every claim of the paper against a results set")
     claims.add_argument(
