@@ -68,6 +68,14 @@ def full_gpu(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON)
+def regression(session: nox.Session) -> None:
+    """CI regression on model changes: the smoke tier against expected_results/baselines/
+    (`-- --update-baseline --why TEXT` to accept a deliberate change)."""
+    _install(session)
+    session.run("amibr-bench", "regression", *session.posargs)
+
+
+@nox.session(python=PYTHON)
 def claims(session: nox.Session) -> None:
     """Claim tests against a results set: `nox -s claims -- --results PATH`."""
     _install(session)

@@ -232,6 +232,23 @@ def build_parser() -> argparse.ArgumentParser:
     _data_root(smoke)
     smoke.set_defaults(func=_handler("smoke", "cli_smoke"))
 
+    # --- regression (harness.regression) -----------------------------------------------------
+    reg = sub.add_parser(
+        "regression",
+        help="rerun the smoke tier on the synthetic fixture and compare it with the committed "
+        "baseline (exit 1 on any change of metric, configuration hash or verdict)",
+    )
+    reg.add_argument("--baseline", help="baseline results set (default expected_results/baselines/"
+                     "smoke-synthetic)")  # fmt: skip
+    reg.add_argument("--out", help="where the new run goes (default ./runs/regression)")
+    reg.add_argument(
+        "--update-baseline",
+        action="store_true",
+        help="replace the baseline by the new run (needs --why)",
+    )
+    reg.add_argument("--why", help="with --update-baseline: why the numbers changed (recorded)")
+    reg.set_defaults(func=_handler("regression", "cli_regression"))
+
     # --- claims and report (harness.report) ---------------------------------------------------
     claims = sub.add_parser("claims", help="judge every claim of the paper against a results set")
     claims.add_argument(

@@ -1,4 +1,4 @@
-"""What a run is: presets (PROTOCOL.md 'Optimisation'), the run configuration whose hash keys
+"""What a run is: presets (docs/PROTOCOL.md#optimisation), the run configuration whose hash keys
 the results store, and the parsing of configuration names and fold lists."""
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ STRATEGY_ALIASES = {
 
 @dataclass(frozen=True)
 class Hyper:
-    """Optimisation settings of one run (PROTOCOL.md, 'Optimisation')."""
+    """Optimisation settings of one run (docs/PROTOCOL.md#optimisation)."""
 
     lr: float = 5e-5
     weight_decay: float = 1e-5

@@ -1,6 +1,6 @@
 """Model registry: architectures, normalisation, embedding recipes, weights, LoRA, parameter counts.
 
-Facts come from /work/shared/reference/MODELS.md (checked against timm 1.0.31 and peft 0.21.2).
+Facts: docs/MODELS.md (checked against timm 1.0.31 and peft 0.21.2 on the meta device).
 Every model is built with ``num_classes=0`` and gets its one-logit head afterwards: timm loads
 non-strictly when ``num_classes`` differs from a checkpoint's config, which silently drops weights.
 

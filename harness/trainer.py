@@ -1,4 +1,4 @@
-"""The training loop shared by end-to-end fine-tuning, linear probing and LoRA (PROTOCOL.md
+"""The training loop shared by end-to-end fine-tuning, linear probing and LoRA (docs/PROTOCOL.md
 'Optimisation'): weighted sampler, Adam, plateau scheduler, early stopping, best checkpoint.
 
 Label encoding follows the authors' scripts: Atypical -> 0, Normal -> 1, one logit trained with

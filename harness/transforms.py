@@ -1,4 +1,4 @@
-"""Input pipelines per model and strategy (PROTOCOL.md 'Per-family details'): their text
+"""Input pipelines per model and strategy (docs/PROTOCOL.md#input-pipelines): their text
 descriptions (hashed) and the tensors they produce."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from harness import models
 
 
 def describe_transforms(spec: models.ModelSpec, method: str, size: int) -> dict[str, str]:
-    """Human-readable pipelines (PROTOCOL.md 'Per-family details'); part of hashes and cache keys."""
+    """Human-readable pipelines (docs/PROTOCOL.md#input-pipelines); part of hashes and cache keys."""
     norm = f"Normalize(mean={spec.mean}, std={spec.std})"
     if spec.eval_resize == "resize256-crop224":
         big = round(size * 256 / 224)

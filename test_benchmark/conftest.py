@@ -16,7 +16,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
         "--data-root",
         default=None,
-        help="the public datasets (default $AMIBR_DATA_ROOT, then ../shared/data/amibr-benchmark)",
+        help="the public datasets (default $AMIBR_DATA_ROOT, then a sibling shared/data/amibr-benchmark folder)",
     )
 
 

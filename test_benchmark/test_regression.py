@@ -1,0 +1,90 @@
+"""The CI regression check: an unchanged tree reproduces its baseline bit for bit; a recipe change
+is caught, with the configuration and the changed setting named."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from harness import config, paths, provenance, regression, smoke
+from harness.results import load_results_set
+
+pytestmark = pytest.mark.slow
+
+
+def _one_config():
+    cfg, _ = smoke.smoke_configs("synthetic")[0]  # Smoke-ViT linear probe: seconds on the CPU
+    return [(cfg, (1,))]
+
+
+@pytest.fixture(scope="module")
+def baseline(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("regression") / "baseline"
+    return regression.run_smoke(out, _one_config())
+
+
+def test_an_unchanged_rerun_is_bit_identical(baseline, tmp_path) -> None:
+    new = regression.run_smoke(tmp_path / "new", _one_config())
+    cmp = regression.compare_sets(load_results_set(new), load_results_set(baseline))
+    assert not cmp.changed, cmp.text()
+    assert "unchanged" in cmp.text()
+
+
+def test_a_recipe_change_fails_naming_the_configuration(baseline, tmp_path, monkeypatch) -> None:
+    cfg, folds = _one_config()[0]
+    before = cfg.hash
+    protocol = config.hyperparameters
+    monkeypatch.setattr(
+        config,
+        "hyperparameters",
+        lambda key, method, preset: replace(protocol(key, method, preset), weight_decay=1e-2),
+    )
+    assert cfg.hash != before  # the same configuration, a changed recipe
+    new = regression.run_smoke(tmp_path / "new", [(cfg, folds)])
+    cmp = regression.compare_sets(load_results_set(new), load_results_set(baseline), claims=False)
+    assert cmp.changed
+    [line] = cmp.configs
+    assert line.startswith(f"{cfg.spec.name}|{cfg.method}") and "hyper.weight_decay" in line
+
+
+def test_a_changed_metric_is_listed_exactly(baseline, tmp_path) -> None:
+    from harness.results import write_results_set
+
+    rs = load_results_set(baseline)
+    first = rs.rows[0]
+    rows = [replace(first, auroc=first.auroc * (1 - 1e-12)), *rs.rows[1:]]
+    write_results_set(tmp_path / "edited", rows, manifest=rs.manifest | {"files": None})
+    cmp = regression.compare_sets(load_results_set(tmp_path / "edited"), rs, claims=False)
+    assert cmp.changed and len(cmp.metrics) == 1 and "auroc" in cmp.metrics[0]
+
+
+def test_settings_diff_names_nested_keys_and_ignores_timing() -> None:
+    old = {"hyper": {"lr": 1e-3, "batch_size": 8}, "fold_seconds": [1.0], "preset": "paper"}
+    new = {"hyper": {"lr": 2e-3, "batch_size": 8}, "fold_seconds": [9.0], "precision": "bf16"}
+    assert regression.settings_diff(old, new) == ["hyper.lr", "precision", "preset"]
+
+
+def test_provenance_differences() -> None:
+    a = provenance.collect("cpu", "fp32")
+    assert set(provenance.FIELDS) <= set(a)
+    assert provenance.differences(a, dict(a)) == []
+    b = dict(a, torch="0.0", precision="bf16")
+    assert provenance.differences(a, b) == [
+        f"torch: {a['torch']} -> 0.0",
+        "precision: fp32 -> bf16",
+    ]
+    assert provenance.differences(None, {"torch": "1"}) == ["torch: unrecorded -> 1"]
+
+
+def test_update_baseline_needs_a_reason_and_records_it(baseline, tmp_path) -> None:
+    with pytest.raises(paths.InputError, match="--why"):
+        regression.update_baseline(baseline, tmp_path / "b", "  ")
+    assert not (tmp_path / "b").exists()
+    regression.update_baseline(baseline, tmp_path / "b", "new recipe for Smoke-ViT")
+    history = (tmp_path / "b" / regression.HISTORY).read_text()
+    assert "new recipe for Smoke-ViT" in history
+    rs = load_results_set(tmp_path / "b")
+    assert rs.manifest["baseline_reason"] == "new recipe for Smoke-ViT"
+    assert not regression.compare_sets(rs, load_results_set(baseline), claims=False).changed
