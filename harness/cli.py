@@ -11,6 +11,7 @@ import importlib
 import os
 import re
 import sys
+from pathlib import Path
 
 from harness import __version__, paths
 from harness.paths import InputError
@@ -85,6 +86,11 @@ def _device(text: str) -> None:
     resolve_device(text)
 
 
+def _text(text: str) -> None:
+    if not text.strip():
+        raise InputError(f"{text!r}: must not be blank")
+
+
 def _results_set(text: str) -> None:
     if text != "paper":
         paths.input_dir(text)
@@ -97,6 +103,7 @@ STORE_TO_READ = _checked(paths.input_dir, must_exist=False)
 DATA_ROOT = _checked(paths.data_root)
 WEIGHTS_DIR = _checked(paths.weights_dir)
 RESULTS_SET = _checked(_results_set)
+TEXT = _checked(_text)
 CONFIG = _checked(_config_name)
 FOLDS = _checked(_folds)
 DEVICE = _checked(_device)
@@ -238,15 +245,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="rerun the smoke tier on the synthetic fixture and compare it with the committed "
         "baseline (exit 1 on any change of metric, configuration hash or verdict)",
     )
-    reg.add_argument("--baseline", help="baseline results set (default expected_results/baselines/"
-                     "smoke-synthetic)")  # fmt: skip
-    reg.add_argument("--out", help="where the new run goes (default ./runs/regression)")
+    reg.add_argument(
+        "--baseline",
+        type=STORE_TO_READ,
+        help="baseline results set (default expected_results/baselines/smoke-synthetic)",
+    )
+    reg.add_argument(
+        "--out", type=WRITABLE_DIR, help="where the new run goes (default ./runs/regression)"
+    )
     reg.add_argument(
         "--update-baseline",
         action="store_true",
         help="replace the baseline by the new run (needs --why)",
     )
-    reg.add_argument("--why", help="with --update-baseline: why the numbers changed (recorded)")
+    reg.add_argument(
+        "--why", type=TEXT, help="with --update-baseline: why the numbers changed (recorded)"
+    )
     reg.set_defaults(func=_handler("regression", "cli_regression"))
 
     # --- claims and report (harness.report) ---------------------------------------------------
@@ -280,16 +294,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Commands that write results: the option naming the folder, and the folder written without it.
+DEFAULT_FOLDERS = {
+    "run": ("store", lambda: paths.REPO_ROOT / "runs"),
+    "smoke": ("store", lambda: paths.REPO_ROOT / "runs"),
+    "regression": ("out", lambda: Path.cwd() / "runs"),
+}
+
+
 def _check_defaults(args: argparse.Namespace) -> None:
     """Folders that no option named: $AMIBR_DATA_ROOT and $AMIBR_WEIGHTS must be folders when
-    set, and the command's default store and the cache folders it can write in."""
+    set; a command that writes results must be able to write in its default folder and in the
+    cache (decoded images, embeddings)."""
     if hasattr(args, "data_root") and not args.data_root:
         paths.data_root(required=False)
     if hasattr(args, "weights_dir") and not args.weights_dir:
         paths.weights_dir()
-    if args.command in ("run", "smoke"):
-        if not args.store:
-            paths.writable_dir(paths.REPO_ROOT / "runs", "default store folder")
+    if args.command in DEFAULT_FOLDERS:
+        option, default = DEFAULT_FOLDERS[args.command]
+        if not getattr(args, option):
+            paths.writable_dir(default(), f"default --{option} folder")
         paths.cache_dir()
 
 

@@ -28,6 +28,7 @@ BASE = {
     ("throughput",): [],
     ("smoke",): [],
     ("claims",): [],
+    ("regression",): [],
 }
 
 _FILE, _DIR = "{tmp}/a-file", "{tmp}/a-folder"
@@ -46,6 +47,7 @@ BAD = {  # validator -> (bad value, what the one line must say besides the optio
     cli.DATA_ROOT: [*_FOLDER_KINDS, ("{tmp}/absent", "does not exist")],
     cli.WEIGHTS_DIR: [*_FOLDER_KINDS, ("{tmp}/absent", "does not exist")],
     cli.RESULTS_SET: [*_FOLDER_KINDS, ("{tmp}/absent", "does not exist")],
+    cli.TEXT: [("  ", "must not be blank")],
     cli.CONFIG: [
         ("smoke-resnet:lora", "runs end_to_end, not lora"),
         ("uni:e2e", "runs linear_probe and lora, not end_to_end"),
@@ -260,13 +262,13 @@ def test_read_only_output_is_refused_before_any_work(read_only, tmp_path, words,
     assert list(read_only.iterdir()) == []
 
 
-@pytest.mark.parametrize("case", ["$AMIBR_CACHE", "default store folder"])
+@pytest.mark.parametrize("case", ["$AMIBR_CACHE", "default --store folder"])
 def test_read_only_cache_or_default_store_is_refused_before_training(read_only, tmp_path, case):
     """The folders no option names: the cache ($AMIBR_CACHE) and the default store (runs/).
     (`smoke` reads both as `run` does, and its child starts without importing torch.)"""
     argv = ["smoke", "--synthetic"]
     env = {paths.CACHE_ENV: str(read_only / "cache")}
-    if case == "default store folder":  # a checkout whose runs/ cannot be written
+    if case == "default --store folder":  # a checkout whose runs/ cannot be written
         env = {paths.CACHE_ENV: str(tmp_path / "cache")}
         code = (
             "import sys; from harness import cli, paths; "
