@@ -1,15 +1,114 @@
 """The `amibr-bench` command. Argument parsing only: each subcommand hands its parsed
-arguments to a `cli_*` function of the module that does the work, and returns its exit code."""
+arguments to a `cli_*` function of the module that does the work, and returns its exit code.
+
+Every option that takes a value is checked while parsing (`type=` validators below), so a bad
+option stops the command before any work, with one line naming it and exit code 2."""
 
 from __future__ import annotations
 
 import argparse
 import importlib
 import os
+import re
 import sys
+from pathlib import Path
 
-from harness import __version__
+from harness import __version__, paths
 from harness.paths import InputError
+
+EXIT_CODES = """exit codes:
+  0  every verdict as expected (claims, smoke), or the command did what it was asked
+  1  an unexpected verdict: a claim failed, a data tree has problems, a regression
+  2  bad input: a missing or corrupt file, a wrong path, a bad option (one line says which)
+  anything else is a bug in amibr-bench (it prints a traceback): please report it"""
+
+
+class UsageError(InputError):
+    """A bad command line; `prog` is the (sub)command it was given to."""
+
+    def __init__(self, prog: str, message: str):
+        self.prog = prog
+        super().__init__(message)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, except that a bad command line is one line and exit code 2 (via `main`), not a
+    usage block; subcommands' parsers are of this class too."""
+
+    def error(self, message: str):  # type: ignore[override]
+        # "argument --folds: --folds must ..." (a check that names its option): name it once
+        raise UsageError(self.prog, re.sub(r"^(argument (\S+): )\2:? ", r"\1", message))
+
+
+def _checked(check, *args, **kwargs):
+    """An argparse `type=` that runs `check(text, ...)` (which raises InputError on bad input) and
+    keeps the text: argparse then names the option in front of the check's one-line message."""
+
+    def convert(text: str) -> str:
+        try:
+            check(text, *args, **kwargs)
+        except InputError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+        return text
+
+    convert.__name__ = getattr(check, "__name__", "value")
+    return convert
+
+
+def _integer(minimum: int):
+    def at_least(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, not {value}")
+        return value
+
+    return at_least
+
+
+def _config_name(text: str) -> None:
+    from harness.config import parse_config
+
+    parse_config(text)
+
+
+def _folds(text: str) -> None:
+    from harness.config import parse_folds
+
+    parse_folds(text)
+
+
+def _device(text: str) -> None:
+    from harness.runner import resolve_device
+
+    resolve_device(text)
+
+
+def _text(text: str) -> None:
+    if not text.strip():
+        raise InputError(f"{text!r}: must not be blank")
+
+
+def _results_set(text: str) -> None:
+    if text != "paper":
+        paths.input_dir(text)
+
+
+# One validator per kind of value; every option that takes a value uses one of them.
+WRITABLE_DIR = _checked(paths.writable_dir)
+OUTPUT_FILE = _checked(paths.output_file)
+STORE_TO_READ = _checked(paths.input_dir, must_exist=False)
+DATA_ROOT = _checked(paths.data_root)
+WEIGHTS_DIR = _checked(paths.weights_dir)
+RESULTS_SET = _checked(_results_set)
+TEXT = _checked(_text)
+CONFIG = _checked(_config_name)
+FOLDS = _checked(_folds)
+DEVICE = _checked(_device)
+POSITIVE = _integer(1)
+NON_NEGATIVE = _integer(0)
 
 
 def _handler(module: str, function: str):
@@ -22,6 +121,7 @@ def _handler(module: str, function: str):
 def _data_root(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--data-root",
+        type=DATA_ROOT,
         help="dataset folder (a clone of DeepMicroscopy/AMi-Br_Benchmark); default $AMIBR_DATA_ROOT",
     )
 
@@ -29,15 +129,18 @@ def _data_root(p: argparse.ArgumentParser) -> None:
 def _weights_dir(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--weights-dir",
+        type=WEIGHTS_DIR,
         help="folder with one sub-folder per foundation model (config.json + weights); "
         "default $AMIBR_WEIGHTS, then the offline Hugging Face cache",
     )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="amibr-bench",
         description="Check, claim by claim, the results of Banerjee et al., MELBA 2026:006.",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"amibr-bench {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -54,14 +157,16 @@ def build_parser() -> argparse.ArgumentParser:
     synth = data_sub.add_parser(
         "synth", help="write a small synthetic dataset in the authors' layout"
     )
-    synth.add_argument("--out", required=True, help="folder to create")
-    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--out", required=True, type=WRITABLE_DIR, help="folder to create")
+    synth.add_argument("--seed", type=NON_NEGATIVE, default=0, help="random seed (0 or more)")
     synth.set_defaults(func=_handler("synth", "cli_synth"))
 
     # --- splits (harness.splits) --------------------------------------------------------------
     splits = sub.add_parser("splits", help="write the authors' 5 folds and the AMi-Br test split")
     _data_root(splits)
-    splits.add_argument("--out", required=True, help="CSV file: image,label,slide,fold")
+    splits.add_argument(
+        "--out", required=True, type=OUTPUT_FILE, help="CSV file: image,label,slide,fold"
+    )
     splits.set_defaults(func=_handler("splits", "cli_splits"))
 
     # --- models (harness.models) --------------------------------------------------------------
@@ -72,12 +177,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     # --- training (harness.runner, harness.plan) --------------------------------------------------
     run = sub.add_parser("run", help="train and evaluate one configuration of Table 3")
-    run.add_argument("--config", required=True, help="configuration name (see `amibr-bench plan`)")
-    run.add_argument("--folds", default="1-5", help="folds to run, e.g. 1-5 or 1,3")
+    run.add_argument(
+        "--config", required=True, type=CONFIG, help="configuration name (see `amibr-bench plan`)"
+    )
+    run.add_argument("--folds", default="1-5", type=FOLDS, help="folds to run, e.g. 1-5 or 1,3")
     run.add_argument("--tier", choices=["smoke", "full"], default="full")
     run.add_argument("--preset", choices=["paper", "reference-code"], default="paper")
-    run.add_argument("--store", help="results store folder (default runs/)")
-    run.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
+    run.add_argument("--store", type=WRITABLE_DIR, help="results store folder (default runs/TIER)")
+    run.add_argument("--device", default="auto", type=DEVICE, help="auto, cpu or cuda[:N]")
     _data_root(run)
     _weights_dir(run)
     run.set_defaults(func=_handler("runner", "cli_run"))
@@ -87,7 +194,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     plan.add_argument("--json", action="store_true")
     plan.add_argument("--preset", choices=["paper", "reference-code"], default="paper")
-    plan.add_argument("--store", help="full-tier store whose progress to show (default runs/full)")
+    plan.add_argument(
+        "--store",
+        type=STORE_TO_READ,
+        help="full-tier store whose progress to show (default runs/full)",
+    )
     _weights_dir(plan)
     plan.set_defaults(func=_handler("plan", "cli_plan"))
 
@@ -95,12 +206,17 @@ def build_parser() -> argparse.ArgumentParser:
         "throughput",
         help="training and prediction images/s of full-size configurations on this machine",
     )
-    tput.add_argument("--config", action="append", help="configuration (repeat); default: all")
-    tput.add_argument("--all", action="store_true", help="every configuration of Table 3")
-    tput.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
-    tput.add_argument("--batch", type=int, default=8, help="batch size (the protocol's is 8)")
-    tput.add_argument("--steps", type=int, default=5, help="timed training steps")
-    tput.add_argument("--json", help="also write the measurements to this JSON file")
+    which = tput.add_mutually_exclusive_group()
+    which.add_argument(
+        "--config", action="append", type=CONFIG, help="configuration (repeat); default: all"
+    )
+    which.add_argument("--all", action="store_true", help="every configuration of Table 3")
+    tput.add_argument("--device", default="auto", type=DEVICE, help="auto, cpu or cuda[:N]")
+    tput.add_argument("--batch", type=POSITIVE, default=8, help="batch size (the protocol's is 8)")
+    tput.add_argument("--steps", type=POSITIVE, default=5, help="timed training steps")
+    tput.add_argument(
+        "--json", type=OUTPUT_FILE, help="also write the measurements to this JSON file"
+    )
     tput.add_argument(
         "--weights",
         choices=["random", "local"],
@@ -114,7 +230,9 @@ def build_parser() -> argparse.ArgumentParser:
     smoke = sub.add_parser(
         "smoke", help="the whole pipeline on CPU in minutes, ending in the claim report"
     )
-    smoke.add_argument("--store", help="results store folder (default runs/smoke)")
+    smoke.add_argument(
+        "--store", type=WRITABLE_DIR, help="results store folder (default runs/smoke)"
+    )
     smoke.add_argument(
         "--synthetic", action="store_true", help="use the synthetic fixture even if data exist"
     )
@@ -127,15 +245,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="rerun the smoke tier on the synthetic fixture and compare it with the committed "
         "baseline (exit 1 on any change of metric, configuration hash or verdict)",
     )
-    reg.add_argument("--baseline", help="baseline results set (default expected_results/baselines/"
-                     "smoke-synthetic)")  # fmt: skip
-    reg.add_argument("--out", help="where the new run goes (default ./runs/regression)")
+    reg.add_argument(
+        "--baseline",
+        type=STORE_TO_READ,
+        help="baseline results set (default expected_results/baselines/smoke-synthetic)",
+    )
+    reg.add_argument(
+        "--out", type=WRITABLE_DIR, help="where the new run goes (default ./runs/regression)"
+    )
     reg.add_argument(
         "--update-baseline",
         action="store_true",
         help="replace the baseline by the new run (needs --why)",
     )
-    reg.add_argument("--why", help="with --update-baseline: why the numbers changed (recorded)")
+    reg.add_argument(
+        "--why", type=TEXT, help="with --update-baseline: why the numbers changed (recorded)"
+    )
     reg.set_defaults(func=_handler("regression", "cli_regression"))
 
     # --- experts (harness.experts) -------------------------------------------------------------
@@ -159,7 +284,10 @@ def build_parser() -> argparse.ArgumentParser:
     # --- claims and report (harness.report) ---------------------------------------------------
     claims = sub.add_parser("claims", help="judge every claim of the paper against a results set")
     claims.add_argument(
-        "--results", default="paper", help="'paper' (the authors' numbers) or a results-set folder"
+        "--results",
+        default="paper",
+        type=RESULTS_SET,
+        help="'paper' (the authors' numbers) or a results-set folder",
     )
     claims.add_argument(
         "--format",
@@ -168,10 +296,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="text: one line per claim for a terminal; md/html with a forest plot of Table 3 "
         "and, where the set has per-image predictions, ROC curves as in Figure 2",
     )
-    claims.add_argument("--out", help="write the report here instead of standard output")
+    claims.add_argument(
+        "--out", type=OUTPUT_FILE, help="write the report here instead of standard output"
+    )
     claims.add_argument(
         "--against",
         metavar="OLD",
+        type=RESULTS_SET,
         help="regression check: compare each claim's verdict with the one on results set OLD "
         "(exit 1 when any got worse, or a Table 3 mean fell by more than its fold spread)",
     )
@@ -181,18 +312,44 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Commands that write results: the option naming the folder, and the folder written without it.
+DEFAULT_FOLDERS = {
+    "run": ("store", lambda: paths.REPO_ROOT / "runs"),
+    "smoke": ("store", lambda: paths.REPO_ROOT / "runs"),
+    "regression": ("out", lambda: Path.cwd() / "runs"),
+}
+
+
+def _check_defaults(args: argparse.Namespace) -> None:
+    """Folders that no option named: $AMIBR_DATA_ROOT and $AMIBR_WEIGHTS must be folders when
+    set; a command that writes results must be able to write in its default folder and in the
+    cache (decoded images, embeddings)."""
+    if hasattr(args, "data_root") and not args.data_root:
+        paths.data_root(required=False)
+    if hasattr(args, "weights_dir") and not args.weights_dir:
+        paths.weights_dir()
+    if args.command in DEFAULT_FOLDERS:
+        option, default = DEFAULT_FOLDERS[args.command]
+        if not getattr(args, option):
+            paths.writable_dir(default(), f"default --{option} folder")
+        paths.cache_dir()
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Run one command; returns its exit code (0, 1, or 2 for bad input: see EXIT_CODES)."""
     if not sys.stdout.isatty():
         os.environ.setdefault("COLUMNS", "160")  # rich tables in logs and CI: no squeezed columns
     try:
+        args = build_parser().parse_args(argv)
+        _check_defaults(args)
         return int(args.func(args) or 0)
     except InputError as exc:
-        # Bad or missing input (data, weights, results, a configuration name): one clear line.
-        # Anything else is a bug and keeps its traceback; AMIBR_DEBUG=1 shows it for these too.
+        # Bad or missing input (data, weights, results, an option): one clear line. Anything
+        # else is a bug and keeps its traceback; AMIBR_DEBUG=1 shows it for these too.
         if os.environ.get("AMIBR_DEBUG"):
             raise
-        print(f"amibr-bench: {exc}", file=sys.stderr)
+        prog = exc.prog if isinstance(exc, UsageError) else "amibr-bench"
+        print(f"{prog}: {exc}", file=sys.stderr)
         return 2
 
 

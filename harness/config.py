@@ -137,7 +137,11 @@ def config_name(key: str, method: str) -> str:
 
 
 def parse_config(name: str) -> tuple[str, str]:
-    """'uni:lora', 'UNI|lora', 'vit-l16:e2e' -> (registry key, method)."""
+    """'uni:lora', 'UNI|lora', 'vit-l16:e2e' -> (registry key, method).
+
+    Raises InputError (naming the configuration) for a malformed name, an unknown model or
+    method, or a method the model does not run (Table 3: baselines end to end only, foundation
+    models linear probe and LoRA)."""
     model, sep, method = name.replace("|", ":").partition(":")
     if not sep:
         raise paths.InputError(
@@ -147,21 +151,33 @@ def parse_config(name: str) -> tuple[str, str]:
     by_name = {s.name.lower(): k for k, s in models.SPECS.items()}
     key = model.strip().lower()
     key = key if key in models.SPECS else by_name.get(key, key)
-    models.get_spec(key)
-    if method not in models.METHODS:
-        raise paths.InputError(f"method {method!r} is not one of {', '.join(models.METHODS)}")
+    try:
+        spec = models.get_spec(key)
+        if method not in models.METHODS:
+            raise paths.InputError(f"method {method!r} is not one of {', '.join(models.METHODS)}")
+        if method not in spec.methods:
+            raise paths.InputError(
+                f"{spec.name} ({key}) runs {' and '.join(spec.methods)}, not {method}"
+            )
+    except paths.InputError as exc:
+        raise paths.InputError(f"configuration {name!r}: {exc}") from None
     return key, method
 
 
+FOLDS = range(1, 6)
+
+
 def parse_folds(text: str) -> list[int]:
-    """'1-5' or '1,3' -> [1, ...]; folds are 1..5."""
-    out: list[int] = []
-    try:
-        for part in str(text).split(","):
-            a, _, b = part.strip().partition("-")
-            out += list(range(int(a), int(b or a) + 1))
-    except ValueError:
-        out = []
-    if not out or any(f not in range(1, 6) for f in out):
-        raise paths.InputError(f"--folds must name folds in 1..5 like 1-5 or 1,3, not {text!r}")
-    return sorted(set(out))
+    """'1-5' or '1,3' -> [1, ...]; folds are 1..5. Raises InputError naming --folds otherwise
+    (each bound is checked before a range is built, so '1-10000000000' costs nothing)."""
+    out: set[int] = set()
+    for part in str(text).split(","):
+        a, dash, b = part.strip().partition("-")
+        try:
+            lo, hi = int(a), int(b if dash else a)
+        except ValueError:
+            lo, hi = 0, -1
+        if lo not in FOLDS or hi not in FOLDS or hi < lo:
+            raise paths.InputError(f"--folds must name folds in 1..5 like 1-5 or 1,3, not {text!r}")
+        out.update(range(lo, hi + 1))
+    return sorted(out)

@@ -8,6 +8,7 @@ downstream (Table 1, the folds, the test sets).
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import os
@@ -92,9 +93,63 @@ class Record:
 # PNG decoding (shared with harness.imagecache)
 
 
+_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}  # PNG colour type -> samples per pixel
+_ADAM7 = (
+    (0, 0, 8, 8),
+    (4, 0, 8, 8),
+    (0, 4, 4, 8),
+    (2, 0, 4, 4),
+    (0, 2, 2, 4),
+    (1, 0, 2, 2),
+    (0, 1, 1, 2),
+)
+_MAX_RAW = 1 << 26  # larger images are refused for their size; do not inflate them here
+
+
+def _raw_size(ihdr: bytes) -> int | None:
+    """Bytes of filtered scanlines the IHDR chunk announces (PNG spec 7.2, 8.2), None if bad."""
+    if len(ihdr) != 13 or ihdr[9] not in _CHANNELS or ihdr[12] not in (0, 1):
+        return None
+    width, height = int.from_bytes(ihdr[0:4], "big"), int.from_bytes(ihdr[4:8], "big")
+    bits = ihdr[8] * _CHANNELS[ihdr[9]]
+    total = 0
+    for x0, y0, dx, dy in _ADAM7 if ihdr[12] else ((0, 0, 1, 1),):
+        w, h = max(0, -(-(width - x0) // dx)), max(0, -(-(height - y0) // dy))
+        if w and h:
+            total += h * (1 + (w * bits + 7) // 8)  # one filter-type byte per scanline
+    return total
+
+
+def _image_data_error(ihdr: bytes, idat: list[memoryview]) -> str | None:
+    """Is the zlib stream of the IDAT chunks complete and of the size IHDR announces? PIL pads a
+    short stream with black pixels when ImageFile.LOAD_TRUNCATED_IMAGES is set anywhere in the
+    process, so completeness is checked here, independently of that process-wide flag."""
+    expected = _raw_size(ihdr)
+    if expected is None:
+        return "corrupt PNG (malformed IHDR chunk)"
+    if expected > _MAX_RAW:
+        return None
+    if not idat:
+        return "truncated PNG (no image data: no IDAT chunk)"
+    inflater = zlib.decompressobj()
+    try:
+        raw = inflater.decompress(b"".join(idat), expected + 1)
+    except zlib.error as exc:
+        return f"corrupt PNG (the image data does not decompress: {exc})"
+    if len(raw) > expected:
+        return f"corrupt PNG (more image data than the {expected} bytes IHDR announces)"
+    if len(raw) < expected:
+        return f"truncated PNG (the image data ends after {len(raw)} of {expected} bytes)"
+    if not inflater.eof:
+        return "truncated PNG (the compressed image data stops before its end)"
+    return None
+
+
 def _png_structure_error(data: bytes | memoryview) -> str | None:
-    """Walk the chunks and check every CRC: PIL alone decodes some corrupt files without error."""
+    """Walk the chunks and check every CRC, then that the image data is complete: PIL alone
+    decodes some corrupt or truncated files without error."""
     view = memoryview(data)
+    ihdr, idat = b"", []
     size = len(view)
     if size == 0:
         return "empty file"
@@ -115,11 +170,15 @@ def _png_structure_error(data: bytes | memoryview) -> str | None:
             return f"corrupt PNG (CRC mismatch in chunk {name!r} at byte {pos})"
         if first and kind != b"IHDR":
             return "corrupt PNG (the first chunk is not IHDR)"
+        if first:
+            ihdr = bytes(view[pos + 8 : end - 4])
+        elif kind == b"IDAT":
+            idat.append(view[pos + 8 : end - 4])
         first = False
         if kind == b"IEND":
             if end != size:
                 return f"corrupt PNG ({size - end} stray bytes after the IEND chunk)"
-            return None
+            return _image_data_error(ihdr, idat)
         pos = end
 
 
@@ -159,8 +218,26 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     return decode_png(data, path)
 
 
-def check_image(path: str | os.PathLike) -> Problem | None:
-    """The image's problem, if any, for `verify`."""
+def _link_problem(path: Path, root: Path | None) -> str | None:
+    """A symbolic link that points nowhere, or out of the data root (whose content the tree then
+    no longer fixes), is a defect of the tree."""
+    if not path.is_symlink():
+        return None
+    target = Path(os.path.realpath(path))
+    if not target.exists():
+        return f"dangling symlink (to {os.readlink(path)})"
+    if root is not None and not target.is_relative_to(Path(os.path.realpath(root))):
+        return f"symlink leaving the data root (to {target})"
+    return None
+
+
+def check_image(path: str | os.PathLike, root: str | os.PathLike | None = None) -> Problem | None:
+    """The image's problem, if any, for `verify`: a dangling symlink, one leaving the data root
+    `root` (when given), else what decoding says."""
+    path = Path(path)
+    link = _link_problem(path, Path(root) if root is not None else None)
+    if link:
+        return Problem(path, link)
     try:
         read_image(path)
     except DataError as exc:
@@ -234,7 +311,7 @@ def _scan_folders(ds_dir: Path) -> tuple[dict[str, list[str]], set[str], list[Pr
         for entry in entries:
             if entry.name.startswith("."):
                 continue  # .DS_Store and friends are not data
-            if not entry.name.endswith(".png") or not entry.is_file():
+            if not entry.name.endswith(".png") or not (entry.is_file() or entry.is_symlink()):
                 problems.append(Problem(folder / entry.name, "unexpected entry (not a .png file)"))
                 continue
             present.setdefault(entry.name, []).append(label)
@@ -523,7 +600,8 @@ def verify(root: str | os.PathLike, *, workers: int | None = None) -> list[Probl
             return problems
     workers = workers or min(4, os.cpu_count() or 1)
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        image_problems = [p for p in pool.map(check_image, images, chunksize=64) if p]
+        check = functools.partial(check_image, root=root)
+        image_problems = [p for p in pool.map(check, images, chunksize=64) if p]
     return problems + sorted(image_problems, key=lambda p: str(p.path))
 
 

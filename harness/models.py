@@ -11,7 +11,8 @@ Weights layout (one documented layout, the Hugging Face repo layout)::
 e.g. ``$AMIBR_WEIGHTS/MahmoodLab/UNI/pytorch_model.bin`` -- exactly what
 ``huggingface-cli download MahmoodLab/UNI --local-dir $AMIBR_WEIGHTS/MahmoodLab/UNI`` writes.
 Without a weights folder (or when the model is not in it) the offline Hugging Face cache is
-searched (``try_to_load_from_cache``; nothing is ever downloaded). Loading is strict.
+searched: the snapshot ``refs/main`` names, or the only snapshot when ``refs/main`` is missing
+(nothing is ever downloaded). Loading is strict: keys, shapes and kinds of dtype.
 """
 
 from __future__ import annotations
@@ -485,8 +486,58 @@ def _hf_cache_dir() -> Path:
     return Path(constants.HF_HUB_CACHE)
 
 
+def _weights_in(folder: Path, source: str) -> WeightsLocation | None:
+    """The weights file of one repository folder (and its config.json), or None when it has none.
+
+    Raises StrictLoadError when a weights file or config.json is there but is not a file."""
+    for name in (*WEIGHT_FILES, "config.json"):
+        entry = folder / name
+        if os.path.lexists(entry) and not entry.is_file():
+            kind = "a folder" if entry.is_dir() else "not a file (a broken link?)"
+            raise StrictLoadError(f"{entry}: is {kind}, expected a file")
+    for name in WEIGHT_FILES:
+        if (folder / name).is_file():
+            cfg = folder / "config.json"
+            return WeightsLocation(folder / name, source, cfg if cfg.is_file() else None)
+    return None
+
+
+def _hf_snapshot(cache: Path, repo: str) -> Path | None:
+    """The snapshot folder of `repo` in an offline Hugging Face cache (what refs/main names, or
+    the only snapshot when refs/main is missing), or None when the cache does not hold the repo.
+
+    Raises WeightsMissing when refs/main is missing and there are several snapshots (listed), or
+    when refs/main names a snapshot that is not there."""
+    from huggingface_hub.file_download import repo_folder_name
+
+    repo_dir = cache / repo_folder_name(repo_id=repo, repo_type="model")
+    snapshots = repo_dir / "snapshots"
+    if not snapshots.is_dir():
+        return None
+    revs = sorted(p.name for p in snapshots.iterdir() if p.is_dir())
+    ref = repo_dir / "refs" / "main"
+    if ref.is_file():
+        rev = ref.read_text(encoding="utf-8", errors="replace").strip()
+        if rev not in revs:
+            raise WeightsMissing(
+                f"{ref} names snapshot {rev!r}, which {snapshots} does not hold "
+                f"(it holds {', '.join(revs) or 'none'})"
+            )
+        return snapshots / rev
+    if len(revs) == 1:
+        return snapshots / revs[0]
+    if not revs:
+        return None
+    raise WeightsMissing(
+        f"{ref} is missing and {snapshots} holds {len(revs)} snapshots ({', '.join(revs)}): "
+        "write the revision to use into refs/main"
+    )
+
+
 def find_weights(key: str, weights_dir: str | os.PathLike | None = None) -> WeightsLocation:
-    """Locate the weights file or raise WeightsMissing naming every folder searched."""
+    """Locate the weights file: `<weights_dir>/<org>/<name>/`, then the offline Hugging Face
+    cache (the snapshot refs/main names, or its only snapshot). Raises WeightsMissing naming
+    every folder searched, StrictLoadError for a weights file that is a folder."""
     spec = get_spec(key)
     if spec.weights_repo is None:
         raise ValueError(f"{key} has no pretrained weights ({spec.init_note})")
@@ -495,21 +546,15 @@ def find_weights(key: str, weights_dir: str | os.PathLike | None = None) -> Weig
     if root is not None:
         folder = root.joinpath(*spec.weights_repo.split("/"))
         searched.append(str(folder))
-        for name in WEIGHT_FILES:
-            if (folder / name).is_file():
-                cfg = folder / "config.json"
-                return WeightsLocation(folder / name, "weights-dir", cfg if cfg.is_file() else None)
-    from huggingface_hub import try_to_load_from_cache
-
+        found = _weights_in(folder, "weights-dir")
+        if found:
+            return found
     cache = _hf_cache_dir()
     searched.append(f"{cache} (offline Hugging Face cache, repo {spec.weights_repo})")
-    for name in WEIGHT_FILES:
-        hit = try_to_load_from_cache(spec.weights_repo, name, cache_dir=cache)
-        if isinstance(hit, str):
-            cfg = try_to_load_from_cache(spec.weights_repo, "config.json", cache_dir=cache)
-            return WeightsLocation(
-                Path(hit), "hf-cache", Path(cfg) if isinstance(cfg, str) else None
-            )
+    snapshot = _hf_snapshot(cache, spec.weights_repo)
+    found = _weights_in(snapshot, "hf-cache") if snapshot else None
+    if found:
+        return found
     where = "\n  ".join(searched)
     hint = "" if root is not None else " (no --weights-dir / $AMIBR_WEIGHTS given)"
     raise WeightsMissing(
@@ -545,26 +590,54 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         ) from exc
     if not isinstance(state, dict):
         raise StrictLoadError(f"{path}: expected a state dict, found {type(state).__name__}")
+    odd = [repr(k) for k in state if not isinstance(k, str)]
+    if odd:
+        raise StrictLoadError(f"{path}: state dict keys must be names, found {', '.join(odd[:5])}")
     return state
 
 
+def _dtype_kind(dtype: torch.dtype) -> str:
+    if dtype.is_floating_point:
+        return "floating point"
+    if dtype.is_complex:
+        return "complex"
+    return "boolean" if dtype == torch.bool else "integer"
+
+
 def load_strict(model: nn.Module, state: dict[str, torch.Tensor], *, what: str) -> None:
-    """load_state_dict(strict=True) with a message that lists the offending keys."""
+    """load_state_dict(strict=True) with a message that lists the offending keys.
+
+    Beyond keys and shapes, each tensor must be of the model's kind of dtype (float weights may
+    be stored in another float precision, but never as integers: load_state_dict would cast
+    them silently). Raises StrictLoadError naming `what` (the file)."""
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     extra = sorted(set(state) - set(expected))
-    shapes = sorted(
+    common = sorted(set(state) & set(expected))
+    not_tensors = [
+        f"{k}: {type(state[k]).__name__}" for k in common if not torch.is_tensor(state[k])
+    ]
+    common = [k for k in common if torch.is_tensor(state[k])]
+    shapes = [
         f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}"
-        for k in set(state) & set(expected)
+        for k in common
         if tuple(state[k].shape) != tuple(expected[k].shape)
+    ]
+    dtypes = [
+        f"{k}: checkpoint {state[k].dtype} vs model {expected[k].dtype}"
+        for k in common
+        if _dtype_kind(state[k].dtype) != _dtype_kind(expected[k].dtype)
+    ]
+    problems = (
+        ("missing keys", missing),
+        ("unexpected keys", extra),
+        ("not tensors", not_tensors),
+        ("shape mismatches", shapes),
+        ("dtype mismatches", dtypes),
     )
-    if missing or extra or shapes:
+    if any(items for _label, items in problems):
         parts = []
-        for label, items in (
-            ("missing keys", missing),
-            ("unexpected keys", extra),
-            ("shape mismatches", shapes),
-        ):
+        for label, items in problems:
             if items:
                 more = f" (+{len(items) - 8} more)" if len(items) > 8 else ""
                 parts.append(f"{label}: {', '.join(items[:8])}{more}")
@@ -573,10 +646,17 @@ def load_strict(model: nn.Module, state: dict[str, torch.Tensor], *, what: str) 
 
 
 def _check_config(spec: ModelSpec, config: Path | None) -> None:
-    """A repo's timm config.json must name the architecture the registry builds."""
+    """A repo's timm config.json must be a JSON object naming the architecture the registry
+    builds (when it names one). Raises StrictLoadError naming the file."""
     if config is None:
         return
-    arch = json.loads(config.read_text()).get("architecture")
+    try:
+        content = json.loads(config.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise StrictLoadError(f"{config}: not a readable JSON file ({exc})") from exc
+    if not isinstance(content, dict):
+        raise StrictLoadError(f"{config}: expected a JSON object, found {type(content).__name__}")
+    arch = content.get("architecture")
     if arch is not None and arch != spec.arch:
         raise StrictLoadError(
             f"{config} names architecture {arch!r}, the registry builds {spec.arch!r} for {spec.key}"

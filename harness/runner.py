@@ -41,12 +41,32 @@ class RunReport:
     train_images_per_s: float | None = None
 
 
+DEVICE_TYPES = ("cpu", "cuda")  # where the harness trains (its timing and autocast know these)
+
+
 def resolve_device(flag: str | None) -> torch.device:
+    """--device: "auto" (CUDA if present, else the CPU), "cpu", "cuda" or "cuda:N".
+
+    Raises InputError for anything else (a misspelling, another accelerator type, a CUDA index
+    this machine lacks) and MissingInputError for CUDA on a machine without it."""
     if flag in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(flag)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise paths.MissingInputError(f"--device {flag}: no CUDA device is available here")
+    usage = f"--device {flag}: expected auto, cpu, cuda or cuda:N"
+    try:
+        device = torch.device(flag)
+    except (RuntimeError, TypeError, ValueError):
+        raise paths.InputError(usage) from None
+    if device.type not in DEVICE_TYPES or (device.type == "cpu" and device.index not in (None, 0)):
+        raise paths.InputError(f"{usage} ({device.type} is not supported)")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise paths.MissingInputError(f"--device {flag}: no CUDA device is available here")
+        count = torch.cuda.device_count()
+        if device.index is not None and device.index >= count:
+            raise paths.InputError(
+                f"--device {flag}: this machine has {count} CUDA device(s), "
+                f"cuda:0 to cuda:{count - 1}"
+            )
     return device
 
 

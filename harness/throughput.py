@@ -36,6 +36,27 @@ def _timed(fn, device: torch.device) -> float:
     return time.perf_counter() - t0
 
 
+# A rate needs a timed span the clock can resolve and, for training (the difference of two runs),
+# one that stands out of the run-to-run noise of the runs' fixed costs.
+MIN_SECONDS = 1000 * time.get_clock_info("perf_counter").resolution
+MIN_SHARE = 0.05
+
+
+def _rate(images: int, seconds: float, of_total: float | None = None) -> tuple[float | None, str]:
+    """(images per second, "") or (None, why it could not be measured).
+
+    `of_total`: for a difference of two runs, the longer run's seconds; the difference must be
+    at least MIN_SHARE of it, else the figure would be the noise of the two runs' fixed costs."""
+    if of_total is not None and seconds < max(MIN_SECONDS, MIN_SHARE * of_total):
+        return None, (
+            f"the longer run took {seconds * 1e3:+.3g} ms more than the shorter one, of "
+            f"{of_total:.3g} s: the timed steps are lost in the noise of fixed costs; raise --steps"
+        )
+    if seconds < MIN_SECONDS:
+        return None, f"the timed span, {seconds * 1e3:.3g} ms, is below the clock's resolution"
+    return round(images / seconds, 2), ""
+
+
 def _device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return f"{device} ({torch.cuda.get_device_name(device)})"
@@ -68,8 +89,14 @@ def measure(
     """Training and inference images per second of one configuration (paper preset, full tier).
 
     Training time is the difference of two `trainer.fit` runs of `warmup` and `warmup + steps`
-    steps, so the loop's fixed costs cancel; the linear probe's cost is the frozen backbone's
-    one pass per image (its head trains on cached embeddings in negligible time)."""
+    steps (after one untimed run), so the loop's fixed costs cancel; the linear probe's cost is
+    the frozen backbone's one pass per image (its head trains on cached embeddings in negligible
+    time).
+
+    A rate that could not be measured (a difference of two runs that is not clearly positive,
+    a span the clock cannot resolve) is None, and `not_measured` maps its field to the reason."""
+    if batch < 1 or steps < 1 or warmup < 0:
+        raise ValueError(f"batch and steps must be positive, not batch={batch}, steps={steps}")
     device = torch.device(device)
     cfg = config.RunConfig(key, method)
     spec, hp = cfg.spec, replace(cfg.hyper(), batch_size=batch)
@@ -91,6 +118,7 @@ def measure(
         "weights": backbone.weights_hash if backbone.weights_path else "random",
         "build_s": round(time.perf_counter() - t0, 1),
         "train_images_per_s": None,
+        "not_measured": {},
     }
     t_eval = transforms.Transform(spec, method, cfg.size, train=False)
     if method == "linear_probe":
@@ -115,16 +143,24 @@ def measure(
                 seed=0, device=device, stop_after_steps=k,
             )  # fmt: skip
 
+        # untimed first run: its one-off costs (allocator, autotuning) would shrink the difference
+        fit(max(warmup, 1))
         short = _timed(lambda: fit(warmup), device)
         long = _timed(lambda: fit(warmup + steps), device)
-        out["train_images_per_s"] = round(steps * batch / max(long - short, 1e-9), 2)
+        rate, why = _rate(steps * batch, long - short, of_total=long)
+        out["train_images_per_s"] = rate
+        if why:
+            out["not_measured"]["train_images_per_s"] = why
         out["trainable_params"] = sum(p.numel() for p in model.parameters() if p.requires_grad)
 
         def infer(x: torch.Tensor) -> np.ndarray:
             return trainer.predict(model, forward, x, batch=batch)
 
     _timed(lambda: infer(images[:batch]), device)  # warm-up (cuDNN autotuning, allocator)
-    out["infer_images_per_s"] = round(len(images) / _timed(lambda: infer(images), device), 2)
+    rate, why = _rate(len(images), _timed(lambda: infer(images), device))
+    out["infer_images_per_s"] = rate
+    if why:
+        out["not_measured"]["infer_images_per_s"] = why
     if device.type == "cuda":
         out["peak_gpu_gib"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 2)
     out["process_peak_rss_gib"] = round(
@@ -139,10 +175,13 @@ def _release(device: torch.device) -> None:
         torch.cuda.empty_cache()
 
 
-def config_hours(row: dict[str, Any], pool: int, tests: int, epochs: int) -> float:
+def config_hours(row: dict[str, Any], pool: int, tests: int, epochs: int) -> float | None:
     """Hours for the five folds of a configuration: each fold trains `epochs` epochs on four
     fifths of the pool, validates on the fifth and predicts every test image; a linear probe
-    instead embeds every image once for all folds (its head's training is negligible)."""
+    instead embeds every image once for all folds (its head's training is negligible).
+    None when a rate it needs was not measured."""
+    if row.get("not_measured"):
+        return None
     infer = row["infer_images_per_s"]
     if row["train_images_per_s"] is None:
         return (pool + tests) / infer / 3600
@@ -162,6 +201,13 @@ def _data_sizes(data_root) -> tuple[int, int] | None:
     tests = sum(r.fold == "test" for r in rows)
     tests += sum(len(data.load_records(root, d)) for d in ("AtNorM-Br", "AtNorM-MD"))
     return pool, tests
+
+
+def _figure(row: dict[str, Any], field: str, absent: str = "-") -> str:
+    """A measured rate, or "not measured (why)"; never a figure the clock could not give."""
+    if field in row["not_measured"]:
+        return f"not measured ({row['not_measured'][field]})"
+    return absent if row[field] is None else f"{row[field]:.1f}"
 
 
 def cli_throughput(args) -> int:
@@ -189,10 +235,9 @@ def cli_throughput(args) -> int:
             weights_dir=getattr(args, "weights_dir", None),
         )
         _release(device)
-        if sizes:
-            row["hours_5_folds_at_epochs"] = {
-                e: round(config_hours(row, *sizes, epochs=e), 2) for e in (20, 100)
-            }
+        hours = {e: config_hours(row, *sizes, epochs=e) for e in (20, 100)} if sizes else {}
+        if hours and None not in hours.values():
+            row["hours_5_folds_at_epochs"] = {e: round(h, 2) for e, h in hours.items()}
         rows.append(row)
     if args.json:
         paths.atomic_write(args.json, json.dumps(rows, indent=2) + "\n")
@@ -214,10 +259,12 @@ def cli_throughput(args) -> int:
         table.add_row(
             r["config"],
             str(r["img_size"]),
-            "embeds once" if r["train_images_per_s"] is None else f"{r['train_images_per_s']:.1f}",
-            f"{r['infer_images_per_s']:.1f}",
+            _figure(r, "train_images_per_s", "embeds once"),
+            _figure(r, "infer_images_per_s"),
             str(r.get("peak_gpu_gib", "-")),
-            f"{est[20]:.1f} to {est[100]:.1f}" if est else "no data",
+            f"{est[20]:.1f} to {est[100]:.1f}"
+            if est
+            else ("not measured" if r["not_measured"] and sizes else "no data"),
         )
     Console().print(table)
     if sizes:

@@ -312,3 +312,134 @@ def test_cli_models_json(tmp_path, capsys, monkeypatch) -> None:
 def test_spec_digest_changes_with_the_registry() -> None:
     spec = models.get_spec("uni")
     assert spec.digest() != replace(spec, mean=(0.5, 0.5, 0.5)).digest()
+
+
+# --- weights that are not what they claim to be: each refused naming the file ----------------
+
+
+def _hf_repo(base: Path, revs: list[str], main: str | None) -> Path:
+    """An offline Hugging Face cache entry of the tiny model, one snapshot per revision."""
+    repo = base / "models--test-org--tiny-vit"
+    for i, rev in enumerate(revs):
+        _write(repo / "snapshots" / rev, _state(10 + i))
+    if main is not None:
+        (repo / "refs").mkdir(parents=True)
+        (repo / "refs" / "main").write_text(main)
+    return repo
+
+
+@pytest.fixture()
+def weights_env(tiny, tmp_path, monkeypatch):
+    monkeypatch.setattr(models, "_hf_cache_dir", lambda: tmp_path / "hf")
+    monkeypatch.setenv("AMIBR_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("AMIBR_WEIGHTS", raising=False)
+    return tmp_path
+
+
+def _config_text(text: str):
+    def damage(folder: Path) -> Path:
+        (folder / "config.json").write_text(text)
+        return folder / "config.json"
+
+    return damage
+
+
+def _folder_instead(name: str):
+    def damage(folder: Path) -> Path:
+        (folder / name).unlink()
+        (folder / name).mkdir()
+        return folder / name
+
+    return damage
+
+
+def _int_weight(folder: Path) -> Path:
+    state = _state()
+    state["blocks.0.mlp.fc1.weight"] = torch.ones_like(state["blocks.0.mlp.fc1.weight"]).long()
+    save_file(state, str(folder / "model.safetensors"))
+    return folder / "model.safetensors"
+
+
+def _bool_bias(folder: Path) -> Path:
+    state = _state()
+    state["norm.bias"] = torch.ones_like(state["norm.bias"], dtype=torch.bool)
+    save_file(state, str(folder / "model.safetensors"))
+    return folder / "model.safetensors"
+
+
+BAD_WEIGHTS = {
+    "config.json is not JSON": (_config_text("{'architecture': 'vit"), "not a readable JSON"),
+    "config.json is a list": (_config_text('["vit"]'), "a JSON object, found list"),
+    "config.json is a string": (_config_text('"vit"'), "a JSON object, found str"),
+    "config.json is a folder": (_folder_instead("config.json"), "is a folder, expected a file"),
+    "weights file is a folder": (
+        _folder_instead("model.safetensors"), "is a folder, expected a file"
+    ),
+    "int64 Linear weight": (
+        _int_weight, "dtype mismatches: blocks.0.mlp.fc1.weight: checkpoint torch.int64"
+    ),
+    "bool LayerNorm bias": (_bool_bias, "checkpoint torch.bool vs model torch.float32"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("where", ["weights-dir", "hf-cache"])
+@pytest.mark.parametrize("case", sorted(BAD_WEIGHTS))
+def test_bad_weights_are_refused_naming_the_file(weights_env, where, case) -> None:
+    damage, says = BAD_WEIGHTS[case]
+    if where == "weights-dir":
+        folder = weights_env / "w" / "test-org" / "tiny-vit"
+        _write(folder, _state())
+    else:
+        folder = _hf_repo(weights_env / "hf", ["a" * 40], "a" * 40) / "snapshots" / ("a" * 40)
+    culprit = damage(folder)
+    with pytest.raises(StrictLoadError) as err:
+        models.load_backbone(TINY.key, weights_env / "w" if where == "weights-dir" else None)
+    assert str(culprit) in str(err.value) and says in str(err.value)
+
+
+def test_half_precision_weights_still_load(weights_env) -> None:
+    """Float weights stored in another float precision are not a dtype mismatch."""
+    state = {k: v.half() for k, v in _state().items()}
+    _write(weights_env / "w" / "test-org" / "tiny-vit", state)
+    loaded = models.load_backbone(TINY.key, weights_env / "w")
+    assert torch.equal(loaded.model.cls_token, state["cls_token"].float())
+
+
+def test_hf_cache_without_refs_main_uses_its_only_snapshot(weights_env) -> None:
+    _hf_repo(weights_env / "hf", ["b" * 40], main=None)
+    loc = models.find_weights(TINY.key)
+    assert loc.source == "hf-cache" and loc.path.parent.name == "b" * 40
+    loaded = models.load_backbone(TINY.key)
+    assert torch.equal(loaded.model.cls_token, _state(10)["cls_token"])
+
+
+@pytest.mark.parametrize("main", [None, "c" * 40])
+def test_hf_cache_with_several_snapshots_needs_refs_main(weights_env, main) -> None:
+    """Without refs/main (or with one naming no snapshot here) the snapshot is ambiguous: the
+    message names refs/main and lists the snapshots."""
+    revs = ["a" * 40, "b" * 40]
+    repo = _hf_repo(weights_env / "hf", revs, main)
+    with pytest.raises(WeightsMissing) as err:
+        models.find_weights(TINY.key)
+    text = str(err.value)
+    assert str(repo / "refs" / "main") in text and all(rev in text for rev in revs)
+    (repo / "refs").mkdir(exist_ok=True)
+    (repo / "refs" / "main").write_text(revs[1] + "\n")
+    assert models.find_weights(TINY.key).path.parent.name == revs[1]
+
+
+def test_bad_weights_exit_2_from_the_cli(weights_env, capsys) -> None:
+    """The same kinds through the command line: one line naming the file, exit 2."""
+    from harness import cli
+
+    folder = weights_env / "w" / "test-org" / "tiny-vit"
+    _write(folder, _state())
+    _int_weight(folder)
+    code = cli.main(
+        ["throughput", "--config", f"{TINY.key}:lp", "--weights", "local", "--device", "cpu",
+         "--weights-dir", str(weights_env / "w"), "--batch", "1", "--steps", "1"]
+    )  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    (line,) = [line for line in err.splitlines() if line.startswith("amibr-bench")]
+    assert str(folder / "model.safetensors") in line and "int64" in line
