@@ -272,12 +272,18 @@ def build_parser() -> argparse.ArgumentParser:
     _data_root(experts)
     experts.add_argument(
         "--results",
+        type=RESULTS_SET,
         help="a results set with per-image predictions (predictions.csv): score its models "
         "against the consensus and each expert",
     )
-    experts.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     experts.add_argument(
-        "--figure", metavar="FILE", help="also draw raters against the consensus (.png or .svg)"
+        "--json", metavar="FILE", type=OUTPUT_FILE, help="also write the figures as JSON"
+    )
+    experts.add_argument(
+        "--figure",
+        metavar="FILE",
+        type=OUTPUT_FILE,
+        help="also draw raters against the consensus (.png or .svg)",
     )
     experts.set_defaults(func=_handler("experts", "cli_experts"))
 

@@ -29,6 +29,7 @@ BASE = {
     ("smoke",): [],
     ("claims",): [],
     ("regression",): [],
+    ("experts",): [],
 }
 
 _FILE, _DIR = "{tmp}/a-file", "{tmp}/a-folder"

@@ -332,5 +332,5 @@ def test_unwritable_output_is_one_line(synth_root, tmp_path, capsys):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
     code, _, err = _run(capsys, "experts", "--data-root", synth_root, "--json", blocker / "e.json")
-    assert code == 2 and "cannot write" in err and str(blocker) in err
+    assert code == 2 and "is a file, expected a folder" in err and str(blocker) in err
     assert len(err.strip().splitlines()) == 1
