@@ -9,7 +9,7 @@ import os
 import sys
 
 from harness import __version__
-from harness.paths import InputError
+from harness.paths import InputError, RunFailed
 
 
 def _handler(module: str, function: str):
@@ -152,8 +152,9 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.setdefault("COLUMNS", "160")  # rich tables in logs and CI: no squeezed columns
     try:
         return int(args.func(args) or 0)
-    except InputError as exc:
-        # Bad or missing input (data, weights, results, a configuration name): one clear line.
+    except (InputError, RunFailed) as exc:
+        # Bad or missing input (data, weights, results, a configuration name), or a run that
+        # failed for a reason the user can act on (non-finite numbers): one clear line.
         # Anything else is a bug and keeps its traceback; AMIBR_DEBUG=1 shows it for these too.
         if os.environ.get("AMIBR_DEBUG"):
             raise
