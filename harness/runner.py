@@ -26,7 +26,7 @@ from harness.plan import PAPER_PLAN, missing_for, not_run_reason
 from harness.progress import progress_bar
 from harness.store import Store
 from harness.taskdata import TaskData, load_task
-from harness.trainer import NonFiniteError, fit, predict
+from harness.trainer import NonFiniteError, divergence_hint, fit, predict
 from harness.transforms import Transform, describe_transforms
 
 # --- running one configuration ------------------------------------------------------------------
@@ -274,7 +274,9 @@ def run_config(
                 try:
                     train_fold(fold)
                 except NonFiniteError as exc:
-                    exc.locate(model=f"{spec.name} {cfg.method}", fold=fold)
+                    exc.locate(
+                        model=f"{spec.name} {cfg.method}", fold=fold, hint=divergence_hint(hp)
+                    )
                     raise
             finally:
                 lock.release()

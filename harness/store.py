@@ -154,6 +154,8 @@ class Store:
             return {}
         for folder in folders:
             value, problem = _read_json(folder / CONFIG)
+            if problem == "missing" and not any(folder.glob("fold-*")):
+                continue  # only lock files: a run that stopped before registering
             if problem is None and not isinstance(value, dict):
                 value, problem = None, f"holds a JSON {type(value).__name__}, not an object"
             out[folder.name] = (value, problem)

@@ -65,7 +65,8 @@ def check_finite(values: torch.Tensor, what: str, detail: str, hint: str | None 
         raise NonFiniteError(what, f"{bad} of {values.numel()} values, {detail}", hint=hint)
 
 
-def _divergence_hint(hp: Hyper) -> str:
+def divergence_hint(hp: Hyper) -> str:
+    """The likely cause of non-finite logits or loss in training (no autocast there)."""
     return (
         f"a diverging optimisation (learning rate {hp.lr:g}) or non-finite inputs; "
         "try a lower learning rate, or check the weights and data"
@@ -166,11 +167,11 @@ def fit(
             idx = order[start : start + hp.batch_size]
             out = forward(model, train_inputs[idx], True)
             where = f"training step {steps + 1}, epoch {epoch}"
-            check_finite(out, "logits", where, _divergence_hint(hp))
+            check_finite(out, "logits", where, divergence_hint(hp))
             loss = loss_fn(out, y_train[idx].to(device))
             value = float(loss.detach())
             if not math.isfinite(value):
-                raise NonFiniteError("loss", f"{value} at {where}", hint=_divergence_hint(hp))
+                raise NonFiniteError("loss", f"{value} at {where}", hint=divergence_hint(hp))
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
@@ -182,7 +183,7 @@ def fit(
                 best.best_state = _trainable_state(model)
                 best.epochs_run = epoch
                 return best
-        prob = predict(model, forward, val_inputs, hint=_divergence_hint(hp))
+        prob = predict(model, forward, val_inputs, hint=divergence_hint(hp))
         val_bacc = stats.balanced_accuracy(np.asarray(val_labels) == 0, 1.0 - prob)
         scheduler.step(val_bacc)
         best.history.append(

@@ -178,14 +178,6 @@ def test_class_gaps_name_the_test_set_and_fold(synth_root, cache_env) -> None:
 # --- non-finite numbers ----------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def task(synth_root, tmp_path_factory):
-    mp = pytest.MonkeyPatch()
-    mp.setenv("AMIBR_CACHE", str(tmp_path_factory.mktemp("cache")))
-    yield taskdata.load_task(synth_root, "synthetic")
-    mp.undo()
-
-
 def _cfg(key: str, method: str) -> config.RunConfig:
     return config.RunConfig(key, method, tier="smoke", data="synthetic", overrides=QUICK[method])
 
@@ -217,7 +209,7 @@ NON_FINITE = {  # what goes wrong -> (configuration, how, message fragments)
 
 @pytest.mark.parametrize("what", list(NON_FINITE))
 def test_non_finite_numbers_stop_the_fold_and_are_never_stored(
-    task, cache_env, what, monkeypatch
+    synth_task, cache_env, what, monkeypatch
 ) -> None:
     (key, method), poison, fragments = NON_FINITE[what]
     cfg = _cfg(key, method)
@@ -226,7 +218,7 @@ def test_non_finite_numbers_stop_the_fold_and_are_never_stored(
     with monkeypatch.context() as mp:
         poison(mp)
         with pytest.raises(trainer.NonFiniteError) as info:
-            runner.run_config(cfg, task, store, (1,), embedding_cache=cache)
+            runner.run_config(cfg, synth_task, store, (1,), embedding_cache=cache)
     message = str(info.value)
     assert info.value.what == what
     assert message.startswith(f"{cfg.spec.name} {method}, ")
@@ -234,7 +226,7 @@ def test_non_finite_numbers_stop_the_fold_and_are_never_stored(
     assert store.done_folds(cfg.hash) == []
     if what == "embeddings":
         assert not list(cache.root.glob("*.npz"))
-    report = runner.run_config(cfg, task, store, (1,), embedding_cache=cache)  # healthy again
+    report = runner.run_config(cfg, synth_task, store, (1,), embedding_cache=cache)  # healthy again
     assert report.folds_done == [1] and store.done_folds(cfg.hash) == [1]
     if method == "linear_probe":  # nothing non-finite was cached: the rerun is clean
         emb = np.load(next(cache.root.glob("*.npz")))["emb"]
@@ -293,3 +285,21 @@ def test_full_tier_plan_goes_on_after_a_failed_configuration(tmp_path, monkeypat
     assert set(skipped) == {"uni:linear_probe", "uni:lora"}
     assert all(why.startswith("failed: UNI: non-finite embeddings") for why in skipped.values())
     assert len(trained) == 15
+
+
+@pytest.mark.gpu
+def test_fp16_overflow_under_autocast_is_named_on_cuda() -> None:
+    """A real overflow: patch-embedding weights so large that fp16 (max 65504) overflows while
+    fp32 does not. Under autocast the embeddings are refused with the fp16 hint."""
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device: torch.cuda.is_available() is False on this machine")
+    backbone = models.load_backbone("smoke-vit")
+    with torch.no_grad():
+        backbone.model.patch_embed.proj.weight.mul_(1e6)
+    spec, device = backbone.spec, torch.device("cuda")
+    images = torch.randint(0, 255, (4, 128, 128, 3), dtype=torch.uint8)
+    transform = embeddings.Transform(spec, "linear_probe", spec.img_size, train=False)
+    fp32 = embeddings.compute_embeddings(backbone, images, transform, device, autocast=False)
+    assert torch.isfinite(fp32).all()
+    with pytest.raises(trainer.NonFiniteError, match="fp16 overflow under autocast"):
+        embeddings.compute_embeddings(backbone, images, transform, device, autocast=True)

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import torch
 
-from harness import cli, config, embeddings, export, models, paths, runner, taskdata
+from harness import cli, config, embeddings, export, models, paths, runner
 from harness.results import load_results_set
 from harness.store import Store, StoreError
 
@@ -28,24 +28,16 @@ PAPER = config.RunConfig("uni", "lora")  # a Table 3 configuration, so `plan` sh
 
 
 @pytest.fixture(scope="module")
-def task(synth_root, tmp_path_factory):
-    mp = pytest.MonkeyPatch()
-    mp.setenv("AMIBR_CACHE", str(tmp_path_factory.mktemp("cache")))
-    yield taskdata.load_task(synth_root, "synthetic")
-    mp.undo()
-
-
-@pytest.fixture(scope="module")
 def emb_cache(tmp_path_factory) -> embeddings.EmbeddingCache:
     return embeddings.EmbeddingCache(tmp_path_factory.mktemp("embeddings"))
 
 
 @pytest.fixture(scope="module")
-def pristine(task, emb_cache, tmp_path_factory) -> Path:
+def pristine(synth_task, emb_cache, tmp_path_factory) -> Path:
     """A store with two finished folds of a trained smoke configuration and of a Table 3 one."""
     root = tmp_path_factory.mktemp("store") / "store"
     store = Store(root)
-    runner.run_config(CFG, task, store, (1, 2), embedding_cache=emb_cache)
+    runner.run_config(CFG, synth_task, store, (1, 2), embedding_cache=emb_cache)
     store.register(PAPER.hash, PAPER.describe())
     metrics, preds, _ = store.load_fold(CFG.hash, 1)
     for fold in (1, 2):
@@ -110,7 +102,7 @@ def _target(store: Store, cfg_hash: str, name: str) -> Path:
 
 @pytest.mark.parametrize("name,damage", [(n, d) for n, kinds in STORE_FILES.items() for d in kinds])
 def test_a_damaged_store_file_is_redone_or_named_never_a_crash(
-    damaged_store, task, emb_cache, name, damage, capsys
+    damaged_store, synth_task, emb_cache, name, damage, capsys
 ) -> None:
     store = Store(damaged_store)
     for h in (CFG.hash, PAPER.hash):
@@ -134,7 +126,7 @@ def test_a_damaged_store_file_is_redone_or_named_never_a_crash(
     assert "damaged" in capsys.readouterr().out or name == "config.json"
 
     # the next run redoes exactly what was damaged, and the store exports whole again
-    report = runner.run_config(CFG, task, store, (1, 2), embedding_cache=emb_cache)
+    report = runner.run_config(CFG, synth_task, store, (1, 2), embedding_cache=emb_cache)
     assert report.folds_done == ([] if name == "config.json" else [1])
     assert store.done_folds(CFG.hash) == [1, 2] and CFG.hash in store.configs()
     exported, _notes = export.current_configs(store, tier="smoke", preset="paper", data="synthetic")
@@ -209,7 +201,7 @@ print(json.dumps({"trained": report.folds_done, "reused": report.folds_skipped,
 """
 
 
-def test_two_processes_train_each_fold_once(synth_root, tmp_path, task) -> None:
+def test_two_processes_train_each_fold_once(synth_root, tmp_path, synth_task) -> None:
     """Two identical runs started together into one store (and one embedding cache): each fold
     is trained by one of them, each embedding computed once; the store holds every fold."""
     sync = tmp_path / "sync"
@@ -243,7 +235,7 @@ def test_two_processes_train_each_fold_once(synth_root, tmp_path, task) -> None:
     reports = [json.loads(out.strip().splitlines()[-1]) for out, _ in outs]
     assert sorted(f for r in reports for f in r["trained"]) == [1, 2, 3]
     assert all(sorted(r["trained"] + r["reused"]) == [1, 2, 3] for r in reports)
-    n_images = len(task.pool_labels) + sum(len(t.labels) for t in task.tests.values())
+    n_images = len(synth_task.pool_labels) + sum(len(t.labels) for t in synth_task.tests.values())
     assert sum(r["embedded"] for r in reports) == n_images
     assert Store(store_dir).done_folds(CFG.hash) == [1, 2, 3]
 
