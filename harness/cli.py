@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from harness import __version__, paths
-from harness.paths import InputError
+from harness.paths import InputError, RunFailed
 
 EXIT_CODES = """exit codes:
   0  every verdict as expected (claims, smoke), or the command did what it was asked
@@ -349,9 +349,10 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         _check_defaults(args)
         return int(args.func(args) or 0)
-    except InputError as exc:
-        # Bad or missing input (data, weights, results, an option): one clear line. Anything
-        # else is a bug and keeps its traceback; AMIBR_DEBUG=1 shows it for these too.
+    except (InputError, RunFailed) as exc:
+        # Bad or missing input (data, weights, results, a configuration name), or a run that
+        # failed for a reason the user can act on (non-finite numbers): one clear line.
+        # Anything else is a bug and keeps its traceback; AMIBR_DEBUG=1 shows it for these too.
         if os.environ.get("AMIBR_DEBUG"):
             raise
         prog = exc.prog if isinstance(exc, UsageError) else "amibr-bench"

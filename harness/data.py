@@ -588,8 +588,67 @@ def train_split_rows(root: str | os.PathLike) -> list[tuple[str, str, str]]:
     ]
 
 
+_NEEDS_BOTH = "balanced accuracy and AUROC need both classes"
+
+
+def _lacking(records: Iterable[Record]) -> list[str]:
+    present = {r.label for r in records}
+    return [label for label in LABELS if label not in present]
+
+
+def _class_problems(root: Path, dataset: str, records: list[Record]) -> list[Problem]:
+    """A dataset, AMi-Br's test split or training pool, or one of the authors' folds holding a
+    single class (e.g. AtNorM-Br, which has no CSV, with an empty Atypical/ folder): each test set
+    is scored, and each fold trained and validated, on both classes. One problem per missing
+    class, at the most general place it is missing."""
+    ds_dir = root / dataset
+    gone = _lacking(records)
+    problems = [
+        Problem(ds_dir / label, f"{dataset} holds no {label} figure: {_NEEDS_BOTH}")
+        for label in gone
+    ]
+    if dataset != "AMi-Br":
+        return problems
+    train_csv = root / TRAIN_CSV
+    pool = [r for r in records if r.split == "train"]
+    test = [r for r in records if r.split == "test"]
+    for part, rows in (
+        (f"the AMi-Br test split (figures of {AMIBR_CSV} not in {TRAIN_CSV})", test),
+        ("the AMi-Br training pool", pool),
+    ):
+        for label in _lacking(rows):
+            if label not in gone:
+                problems.append(
+                    Problem(train_csv, f"{part} holds no {label} figure: {_NEEDS_BOTH}")
+                )
+    if _lacking(pool):
+        return problems
+    from harness import splits  # splits reads this module's records
+
+    try:
+        rows = splits.author_folds(root)
+    except ValueError as exc:  # e.g. fewer slides than folds; DataError is a ValueError too
+        return [*problems, Problem(train_csv, f"the authors' folds cannot be drawn ({exc})")]
+    for fold in range(1, splits.N_FOLDS + 1):
+        train, val, _test = splits.fold_sets(rows, fold)
+        for part, sel in (("training", train), ("validation", val)):
+            problems += [
+                Problem(
+                    train_csv,
+                    f"fold {fold}: the {part} split ({len(sel)} figures) holds no {label} "
+                    f"figure: {_NEEDS_BOTH}",
+                )
+                for label in LABELS
+                if label not in {r.label for r in sel}
+            ]
+    return problems
+
+
 def verify(root: str | os.PathLike, *, workers: int | None = None) -> list[Problem]:
-    """Every defect of the tree, one Problem each; an empty list means the tree is sound."""
+    """Every defect of the tree, one Problem each; an empty list means the tree is sound.
+
+    A dataset whose files agree is also checked for classes: each dataset, AMi-Br's test split
+    and training pool, and each of the authors' folds must hold both labels."""
     problems: list[Problem] = []
     images: list[Path] = []
     for dataset in DATASETS:
@@ -598,6 +657,8 @@ def verify(root: str | os.PathLike, *, workers: int | None = None) -> list[Probl
         images += scan.images
         if not Path(root).is_dir():
             return problems
+        if not scan.problems:
+            problems += _class_problems(Path(root), dataset, scan.records)
     workers = workers or min(4, os.cpu_count() or 1)
     with ThreadPoolExecutor(max_workers=workers) as pool:
         check = functools.partial(check_image, root=root)

@@ -1,4 +1,5 @@
-"""A store's finished folds collected into one results set (harness.results format)."""
+"""A store's finished folds collected into one results set (harness.results format): every
+current configuration of one (tier, preset, data) the store holds, under the store's export lock."""
 
 from __future__ import annotations
 
@@ -31,6 +32,49 @@ def _paper_entries(weights_dir, done: Mapping[str, dict]) -> dict[str, dict]:
     return out
 
 
+def config_from_description(description: Mapping[str, Any]) -> RunConfig | None:
+    """The RunConfig a stored config.json describes, or None when it cannot be rebuilt (another
+    registry or harness version, a hand-edited file). Callers compare its hash with the stored one:
+    equal means the stored folds are current."""
+    try:
+        model = description["model"]["key"]
+        spec = models.get_spec(model)
+        size = description["img_size"]
+        return RunConfig(
+            model,
+            description["method"],
+            description["preset"],
+            description["tier"],
+            description["data"],
+            seed=description["seed"],
+            img_size=None if size == spec.img_size else size,
+            overrides=tuple(sorted(description["overrides"].items())),
+            subset=tuple(sorted(description["subset"].items())),
+        )
+    except (KeyError, TypeError, AttributeError, ValueError):  # InputError is a ValueError
+        return None
+
+
+def current_configs(
+    store: Store, *, tier: str, preset: str, data: str
+) -> tuple[list[RunConfig], list[str]]:
+    """Every configuration of (tier, preset, data) in the store that has a finished fold and is
+    current (its description rebuilds to its own hash), sorted by name; and one note per stored
+    configuration left out (another tier/preset/data, or an unreadable config.json)."""
+    out, notes = [], []
+    for h, desc in store.configs().items():
+        cfg = config_from_description(desc)
+        if cfg is None or cfg.hash != h or not store.done_folds(h):
+            continue  # stale (an older configuration) or nothing finished: never exported
+        if (cfg.tier, cfg.preset, cfg.data) != (tier, preset, data):
+            notes.append(f"the store also holds {cfg.label} (hash {h}), not in this results set")
+            continue
+        out.append(cfg)
+    for path, problem in store.damaged_configs().items():
+        notes.append(f"{path} is {problem}: its folds are not exported until it is run again")
+    return sorted(out, key=lambda c: (c.spec.name, c.method, c.hash)), notes
+
+
 def export_results(
     store: Store,
     configs: Sequence[RunConfig],
@@ -44,7 +88,14 @@ def export_results(
     counters: Mapping[str, Any] | None = None,
     notes: Sequence[str] = (),
 ) -> Path | None:
-    """Collect the stored folds of `configs` into one results set (harness.results format)."""
+    """Collect the stored folds of `configs` into one results set (harness.results format), under
+    the store's export lock; returns None when no fold is finished. Raises StoreError naming a
+    fold file damaged since `done_folds` looked at it."""
+    with store.export_lock():
+        return _export(store, configs, out, name, tier, preset, data, weights_dir, counters, notes)
+
+
+def _export(store, configs, out, name, tier, preset, data, weights_dir, counters, notes):
     from harness.results import config_key, write_results_set
 
     rows, preds, entries = [], [], {}
@@ -64,8 +115,8 @@ def export_results(
             "folds": folds,
             "settings": {
                 **cfg.describe(),
-                "counters": infos[0]["counters"] if infos else {},
-                "best_epochs": [i["best_epoch"] for i in infos],
+                "counters": infos[0].get("counters", {}) if infos else {},
+                "best_epochs": [i.get("best_epoch") for i in infos],
                 "fold_seconds": [i.get("seconds") for i in infos],
                 "train_images_per_s": [i.get("train_images_per_s") for i in infos],
             },

@@ -27,6 +27,12 @@ class MissingInputError(InputError):
     """An input the user must supply (data, weights, results) is absent; the message says what."""
 
 
+class RunFailed(RuntimeError):
+    """A run stopped for a reason its one-line message explains and the user can act on (e.g.
+    non-finite numbers: another preset, precision or learning rate). Not bad input and not a
+    harness bug: the CLI prints the line and exits 2, as for InputError (docs/ARCHITECTURE.md)."""
+
+
 def data_root(flag: str | os.PathLike | None = None, *, required: bool = True) -> Path | None:
     """The dataset root: --data-root, else $AMIBR_DATA_ROOT, else ../shared/data/amibr-benchmark.
 

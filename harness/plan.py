@@ -57,7 +57,13 @@ def plan_rows(
         lacks = missing_for(key, weights_dir)
         cfg = RunConfig(key, method, preset)
         progress = (
-            {"folds_done": store.done_folds(cfg.hash), "stale_hashes": stale.get(cfg.label, [])}
+            {
+                "folds_done": store.done_folds(cfg.hash),
+                "stale_hashes": stale.get(cfg.label, []),
+                # fold folders that are damaged (unreadable marker, missing or truncated file):
+                # `run` trains them again
+                "damaged_folds": {str(f): p for f, p in store.damaged_folds(cfg.hash).items()},
+            }
             if store
             else {}
         )
@@ -85,7 +91,10 @@ def cli_plan(args) -> int:
     """`amibr-bench plan`: the 17 configurations of Table 3 (+ H0-mini) and what each needs."""
     preset = getattr(args, "preset", "paper") or "paper"
     folder = Path(getattr(args, "store", None) or paths.REPO_ROOT / "runs" / "full")
-    store = Store(folder) if (folder / "configs").is_dir() else None
+    try:
+        store = Store(folder) if (folder / "configs").is_dir() else None
+    except OSError as exc:
+        raise paths.InputError(f"--store {folder}: unreadable ({exc.strerror or exc})") from exc
     rows = plan_rows(getattr(args, "weights_dir", None), preset, store)
     if getattr(args, "json", False):
         print(json.dumps(rows, indent=2))
@@ -106,6 +115,8 @@ def cli_plan(args) -> int:
         cells = [r["config"], name, r["weights"], "yes" if r["runnable"] else r["reason"]]
         if store:
             done = f"{len(r['folds_done'])}/5"
+            if r["damaged_folds"]:
+                done += f", {len(r['damaged_folds'])} damaged (trained again by run)"
             if r["stale_hashes"]:
                 done += f", {len(r['stale_hashes'])} stale"
                 table.caption = (

@@ -15,17 +15,18 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from filelock import Timeout
 from torch import nn
 
 from harness import __version__, data, models, paths, stats
 from harness.config import RunConfig, config_name, parse_config, parse_folds
 from harness.embeddings import FORWARD_COUNTER, EmbeddingCache, compute_embeddings, image_hashes
-from harness.export import export_results
-from harness.plan import EXTRA_PLAN, PAPER_PLAN, missing_for, not_run_reason
+from harness.export import current_configs, export_results
+from harness.plan import PAPER_PLAN, missing_for, not_run_reason
 from harness.progress import progress_bar
 from harness.store import Store
 from harness.taskdata import TaskData, load_task
-from harness.trainer import fit, predict
+from harness.trainer import NonFiniteError, divergence_hint, fit, predict
 from harness.transforms import Transform, describe_transforms
 
 # --- running one configuration ------------------------------------------------------------------
@@ -84,6 +85,45 @@ def _forward_embeddings(device):
     return forward
 
 
+class MissingClassError(paths.InputError):
+    """A test set, or a fold's training or validation split, holds images of one class only."""
+
+
+def class_gaps(task: TaskData, folds: Sequence[int]) -> list[str]:
+    """Every test set and every split of `folds` lacking a class (data.LABELS[y], 1 = Normal):
+    the sampler, balanced accuracy and AUROC all need both classes (PROTOCOL.md 'Metrics')."""
+
+    def lacking(labels: np.ndarray) -> list[str]:
+        return [data.LABELS[y] for y in (0, 1) if not (np.asarray(labels) == y).any()]
+
+    gaps = [
+        f"test set {name} ({len(ts.labels)} images) holds no {label} image"
+        for name, ts in task.tests.items()
+        for label in lacking(ts.labels)
+    ]
+    for fold in folds:
+        for part, mask in (
+            ("training", task.pool_folds != fold),
+            ("validation", task.pool_folds == fold),
+        ):
+            gaps += [
+                f"fold {fold}: the {part} split ({int(mask.sum())} images) holds no {label} image"
+                for label in lacking(task.pool_labels[mask])
+            ]
+    return gaps
+
+
+def check_classes(task: TaskData, folds: Sequence[int]) -> None:
+    """Raise MissingClassError, naming the test set or fold, before anything is trained."""
+    gaps = class_gaps(task, folds)
+    if gaps:
+        more = f" (and {len(gaps) - 1} more)" if len(gaps) > 1 else ""
+        raise MissingClassError(
+            f"{gaps[0]}{more}: every test set and every fold's training and validation split "
+            "needs both classes (run `amibr-bench data verify`)"
+        )
+
+
 def run_config(
     cfg: RunConfig,
     task: TaskData,
@@ -98,13 +138,20 @@ def run_config(
 ) -> RunReport:
     """Train and evaluate `cfg` on `folds`, skipping folds the store already holds.
 
+    Each fold is checked, trained and saved under the store's fold lock (`Store.fold_lock`), so
+    two processes sharing a store (two `run`s, the jobs of an array) train it once: a fold locked
+    by another process is left for last, then found done. Raises MissingClassError before
+    training when a test set or a fold's split lacks a class, and NonFiniteError (naming the
+    model and fold; nothing of it stored) on NaN/infinite embeddings, logits or loss.
     `fail_after_fold` raises after that fold is stored (tests of resumption)."""
     device = torch.device(device)
     t0 = time.perf_counter()
     todo = [f for f in folds if not store.is_done(cfg.hash, f)]
     report = RunReport(cfg, [], [f for f in folds if f not in todo], {}, 0.0)
     if not todo:
+        store.register(cfg.hash, cfg.describe())  # rewrites a damaged config.json
         return report
+    check_classes(task, folds)
     hp, spec = cfg.hyper(), cfg.spec
     backbone = models.load_backbone(cfg.model, weights_dir, seed=cfg.seed)
     store.register(cfg.hash, cfg.describe())  # only once the inputs loaded: no empty records
@@ -137,7 +184,12 @@ def run_config(
                     backbone, imgs, t_eval, device, autocast=hp.lp_autocast_fp16, progress=step
                 )
 
-        emb, cache_stats = cache.get(key, image_hashes(everything), everything, extract)
+        try:
+            emb, cache_stats = cache.get(key, image_hashes(everything), everything, extract)
+        except NonFiniteError as exc:
+            where = f"folds {', '.join(map(str, todo))} (embeddings, before training)"
+            exc.locate(model=f"{spec.name} {cfg.method}", fold=where)
+            raise
         counters = {
             "backbone_forward_images": FORWARD_COUNTER["images"] - before,
             "embedding_cache_hits": cache_stats["cache_hits"],
@@ -152,8 +204,9 @@ def run_config(
         backbone.model.to("cpu")
     else:
         forward = _forward_images(t_train, t_eval, device)
-    train_seconds, train_images = 0.0, 0
-    for fold in todo:
+    clock = {"train_seconds": 0.0, "train_images": 0}
+
+    def train_fold(fold: int) -> None:
         seed = cfg.seed * 1000 + fold
         torch.manual_seed(seed)
         if cfg.method == "linear_probe":
@@ -182,8 +235,8 @@ def run_config(
                 progress=tick,
             )
         train_s = time.perf_counter() - t_fold
-        train_seconds += train_s
-        train_images += int(train.sum()) * result.epochs_run
+        clock["train_seconds"] += train_s
+        clock["train_images"] += int(train.sum()) * result.epochs_run
         missing, unexpected = model.load_state_dict(result.best_state, strict=False)
         if unexpected or any(n in result.best_state for n in missing):
             raise RuntimeError(f"best checkpoint does not fit the model: {unexpected}")
@@ -222,13 +275,39 @@ def run_config(
             "harness_version": __version__,
         }
         store.save_fold(cfg.hash, fold, metric_rows, pred_rows, state=result.best_state, info=info)
-        report.folds_done.append(fold)
-        del model
-        if fail_after_fold is not None and fold == fail_after_fold:
-            raise KeyboardInterrupt(f"simulated interruption after fold {fold}")
+
+    # First the folds no other process holds, then (waiting for their locks) the others, which
+    # are usually found done by then: two identical runs share the work instead of repeating it.
+    busy = []
+    for wait in (False, True):
+        for fold in busy if wait else todo:
+            lock = store.fold_lock(cfg.hash, fold)
+            try:
+                lock.acquire(blocking=wait)
+            except Timeout:
+                busy.append(fold)
+                continue
+            try:
+                if store.is_done(cfg.hash, fold):
+                    report.folds_skipped.append(fold)
+                    continue
+                try:
+                    train_fold(fold)
+                except NonFiniteError as exc:
+                    exc.locate(
+                        model=f"{spec.name} {cfg.method}", fold=fold, hint=divergence_hint(hp)
+                    )
+                    raise
+            finally:
+                lock.release()
+            report.folds_done.append(fold)
+            if fail_after_fold is not None and fold == fail_after_fold:
+                raise KeyboardInterrupt(f"simulated interruption after fold {fold}")
     report.counters = counters
     report.seconds = time.perf_counter() - t0
-    report.train_images_per_s = train_images / train_seconds if train_seconds else None
+    report.train_images_per_s = (
+        clock["train_images"] / clock["train_seconds"] if clock["train_seconds"] else None
+    )
     return report
 
 
@@ -238,17 +317,6 @@ SMOKE_TIER_FOR_PAPER_MODELS = {
     "overrides": (("max_epochs", 3),),
     "subset": (("test", 200), ("train_pool", 400)),
 }
-
-
-def _plan_configs(store: Store, *, preset: str, tier: str, data: str) -> list[RunConfig]:
-    """Current-hash configurations of the plan that have at least one finished fold."""
-    out = []
-    for key, method in PAPER_PLAN + EXTRA_PLAN:
-        extra = SMOKE_TIER_FOR_PAPER_MODELS if tier == "smoke" else {}
-        cfg = RunConfig(key, method, preset, tier, data, **extra)
-        if store.done_folds(cfg.hash):
-            out.append(cfg)
-    return out
 
 
 def train_plan(
@@ -275,16 +343,19 @@ def train_plan(
             continue
         if console is not None:
             console.print(f"full tier: {config_name(key, method)}")
-        ensure_trained(
-            key,
-            method,
-            store_dir=store_dir,
-            data_root=data_root,
-            weights_dir=weights_dir,
-            preset=preset,
-            device=device,
-            task=task,
-        )
+        try:
+            ensure_trained(
+                key,
+                method,
+                store_dir=store_dir,
+                data_root=data_root,
+                weights_dir=weights_dir,
+                preset=preset,
+                device=device,
+                task=task,
+            )
+        except paths.RunFailed as exc:  # e.g. non-finite numbers: the other configurations go on
+            skipped[config_name(key, method)] = f"failed: {exc}"
     return skipped
 
 
@@ -323,9 +394,10 @@ def cli_run(args) -> int:
         f"folds trained {report.folds_done}, reused {report.folds_skipped}, "
         f"{report.seconds:.0f} s; counters {report.counters}"
     )
-    exported = _plan_configs(store, preset=args.preset, tier=args.tier, data=kind)
-    if cfg.hash not in {c.hash for c in exported}:
-        exported.append(cfg)  # a configuration outside the plan (e.g. a smoke model)
+    # Every current configuration of this tier/preset/data in the store, not only this one.
+    exported, left_out = current_configs(store, tier=args.tier, preset=args.preset, data=kind)
+    for note in left_out:
+        console.print(f"note: {note}")
     export_results(
         store,
         exported,
@@ -336,7 +408,7 @@ def cli_run(args) -> int:
         data=kind,
         weights_dir=weights_dir,
         counters={"slide_overlaps": len(task.slide_overlaps)},
-        notes=task.notes,
+        notes=[*task.notes, *left_out],
     )
     console.print(f"results set written to {store_dir}")
     return 0
@@ -378,14 +450,16 @@ def ensure_trained(
                 )
             task = load_task(root, "real")
         run_config(cfg, task, store, folds, device=dev, weights_dir=weights_dir)
+    exported, left_out = current_configs(store, tier="full", preset=preset, data="real")
     export_results(
         store,
-        _plan_configs(store, preset=preset, tier="full", data="real"),
+        exported,
         store_dir,
         name=f"full-{preset}",
         tier="full",
         preset=preset,
         data="real",
         weights_dir=weights_dir,
+        notes=left_out,
     )
     return Path(store_dir)

@@ -20,7 +20,7 @@ from harness.claims import build_context, evaluate_all, load_claims
 from harness.config import RunConfig
 from harness.export import export_results
 from harness.results import load_results_set
-from harness.runner import run_config
+from harness.runner import check_classes, run_config
 from harness.store import Store
 from harness.taskdata import load_task
 
@@ -51,13 +51,20 @@ def smoke_configs(data: str) -> list[tuple[RunConfig, tuple[int, ...]]]:
     ]
 
 
-def _smoke_pass(kind: str, root: Path, store_dir: Path, console) -> tuple[Path | None, dict]:
-    """Train the smoke configurations on one dataset root and export a results set."""
-    subset = dict(SMOKE_REAL_SUBSET) if kind == "real" else None
+def _load(kind: str, root: Path) -> tuple[Any, float]:
+    """The task of one dataset root, checked before anything trains (runner.check_classes)."""
     t0 = time.perf_counter()
-    task = load_task(root, kind, subset)
+    task = load_task(root, kind, dict(SMOKE_REAL_SUBSET) if kind == "real" else None)
+    for _cfg, folds in smoke_configs(kind):
+        check_classes(task, folds)
+    return task, time.perf_counter() - t0
+
+
+def _smoke_pass(kind: str, loaded, store_dir: Path, console) -> tuple[Path | None, dict]:
+    """Train the smoke configurations on one loaded task (`_load`) and export a results set."""
+    task, load_s = loaded
     store = Store(store_dir)
-    timing: dict[str, Any] = {"load_s": round(time.perf_counter() - t0, 1)}
+    timing: dict[str, Any] = {"load_s": round(load_s, 1)}
     counters: dict[str, Any] = {"slide_overlaps": len(task.slide_overlaps)}
     configs = smoke_configs(kind)
     for cfg, folds in configs:
@@ -151,15 +158,18 @@ def cli_smoke(args) -> int:
         raise paths.MissingInputError(
             f"{synth_root} is missing: regenerate it with `amibr-bench data synth --out {synth_root}`"
         )
-    console.rule("smoke: synthetic fixture (5 folds, 3 strategies)")
-    synth_out, _ = _smoke_pass("synthetic", synth_root, store_root / "synthetic", console)
     # A --data-root that was given must exist; without one, real data is used where present.
     real_root = (
         None if args.synthetic else paths.data_root(args.data_root, required=bool(args.data_root))
     )
+    # Both data sets are loaded and checked before anything trains.
+    synth_task = _load("synthetic", synth_root)
+    real_task = _load("real", real_root) if real_root is not None else None
+    console.rule("smoke: synthetic fixture (5 folds, 3 strategies)")
+    synth_out, _ = _smoke_pass("synthetic", synth_task, store_root / "synthetic", console)
     if real_root is not None:
         console.rule(f"smoke: real data subset ({real_root})")
-        real_out, _ = _smoke_pass("real", real_root, store_root / "real", console)
+        real_out, _ = _smoke_pass("real", real_task, store_root / "real", console)
         _print_real_table(real_out, console)
     else:
         why = "--synthetic" if args.synthetic else "no data root: --data-root or $AMIBR_DATA_ROOT"

@@ -14,8 +14,64 @@ import numpy as np
 import torch
 from torch import nn
 
-from harness import stats
+from harness import paths, stats
 from harness.config import Hyper
+
+# --- non-finite numbers ---------------------------------------------------------------------------
+
+
+class NonFiniteError(paths.RunFailed):
+    """Non-finite (NaN or infinite) embeddings, logits or loss: the fold stops, nothing of it is
+    stored or cached. A numerical failure of the run, not bad input: the CLI prints the one line
+    (model, fold, what, likely cause) and exits 2 (docs/ARCHITECTURE.md "Errors").
+
+    `what` is "embeddings", "logits" or "loss"; `model`/`fold` are filled in by the runner
+    (`locate`), which knows them; `hint` is the likely cause and what to try."""
+
+    def __init__(
+        self,
+        what: str,
+        detail: str = "",
+        *,
+        model: str | None = None,
+        fold: int | str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        self.what, self.detail, self.model, self.fold, self.hint = what, detail, model, fold, hint
+        super().__init__(self._message())
+
+    def locate(
+        self, *, model: str | None = None, fold: int | str | None = None, hint: str | None = None
+    ) -> None:
+        """Say where it happened, on the way out: an outer caller knows the model and fold better
+        (given ones replace), an inner one the cause (a hint already set is kept)."""
+        self.model = model or self.model
+        self.fold = self.fold if fold is None else fold
+        self.hint = self.hint or hint
+        self.args = (self._message(),)
+
+    def _message(self) -> str:
+        fold = self.fold if self.fold is None or isinstance(self.fold, str) else f"fold {self.fold}"
+        where = ", ".join(str(x) for x in (self.model, fold) if x is not None)
+        text = f"non-finite {self.what}" + (f" ({self.detail})" if self.detail else "")
+        cause = f"; likely cause: {self.hint}" if self.hint else ""
+        return (f"{where}: " if where else "") + text + cause + "; nothing of it was stored"
+
+
+def check_finite(values: torch.Tensor, what: str, detail: str, hint: str | None = None) -> None:
+    """Raise NonFiniteError when any value is NaN or infinite (one device sync)."""
+    if not bool(torch.isfinite(values).all()):
+        bad = int((~torch.isfinite(values.detach())).sum())
+        raise NonFiniteError(what, f"{bad} of {values.numel()} values, {detail}", hint=hint)
+
+
+def divergence_hint(hp: Hyper) -> str:
+    """The likely cause of non-finite logits or loss in training (no autocast there)."""
+    return (
+        f"a diverging optimisation (learning rate {hp.lr:g}) or non-finite inputs; "
+        "try a lower learning rate, or check the weights and data"
+    )
+
 
 # --- the loop -----------------------------------------------------------------------------------
 
@@ -110,11 +166,16 @@ def fit(
         for start in range(0, len(order), hp.batch_size):
             idx = order[start : start + hp.batch_size]
             out = forward(model, train_inputs[idx], True)
+            where = f"training step {steps + 1}, epoch {epoch}"
+            check_finite(out, "logits", where, divergence_hint(hp))
             loss = loss_fn(out, y_train[idx].to(device))
+            value = float(loss.detach())
+            if not math.isfinite(value):
+                raise NonFiniteError("loss", f"{value} at {where}", hint=divergence_hint(hp))
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
-            total += float(loss.detach()) * len(idx)
+            total += value * len(idx)
             seen += len(idx)
             steps += 1
             if stop_after_steps is not None and steps >= stop_after_steps:
@@ -122,7 +183,7 @@ def fit(
                 best.best_state = _trainable_state(model)
                 best.epochs_run = epoch
                 return best
-        prob = predict(model, forward, val_inputs)
+        prob = predict(model, forward, val_inputs, hint=divergence_hint(hp))
         val_bacc = stats.balanced_accuracy(np.asarray(val_labels) == 0, 1.0 - prob)
         scheduler.step(val_bacc)
         best.history.append(
@@ -148,11 +209,16 @@ def fit(
 
 
 @torch.no_grad()
-def predict(model: nn.Module, forward, inputs: torch.Tensor, batch: int = 64) -> np.ndarray:
-    """sigmoid(logit) = P(Normal) for every input, in order, model in eval mode."""
+def predict(
+    model: nn.Module, forward, inputs: torch.Tensor, batch: int = 64, *, hint: str | None = None
+) -> np.ndarray:
+    """sigmoid(logit) = P(Normal) for every input, in order, model in eval mode; float32 (N,).
+
+    Raises NonFiniteError when a logit is NaN or infinite (sigmoid would hide an infinity)."""
     model.eval()
-    out = [
-        torch.sigmoid(forward(model, inputs[i : i + batch], False).float()).cpu()
-        for i in range(0, len(inputs), batch)
-    ]
+    out = []
+    for i in range(0, len(inputs), batch):
+        logits = forward(model, inputs[i : i + batch], False).float()
+        check_finite(logits, "logits", f"prediction, images {i}-{i + len(logits) - 1}", hint)
+        out.append(torch.sigmoid(logits).cpu())
     return torch.cat(out).numpy() if out else np.zeros(0)

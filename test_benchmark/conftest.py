@@ -38,3 +38,15 @@ def synth_root() -> Path:
     if not root.is_dir():
         pytest.fail(f"{root} is missing: regenerate it with `amibr-bench data synth --out {root}`")
     return root
+
+
+@pytest.fixture(scope="session")
+def synth_task(synth_root, tmp_path_factory):
+    """The synthetic fixture through the real data layer and image cache, decoded once (read it,
+    never change it: tests share it)."""
+    from harness import taskdata
+
+    mp = pytest.MonkeyPatch()
+    mp.setenv(paths.CACHE_ENV, str(tmp_path_factory.mktemp("cache")))
+    yield taskdata.load_task(synth_root, "synthetic")
+    mp.undo()

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from harness.store import Store
+from harness.store import Store, StoreError
 
 ROW = {
     "model": "UNI",
@@ -57,7 +57,7 @@ def test_register_refuses_a_different_config_under_one_hash(tmp_path) -> None:
     store = Store(tmp_path)
     store.register("h", {"a": 1})
     store.register("h", {"a": 1})
-    with pytest.raises(RuntimeError, match="different configuration"):
+    with pytest.raises(StoreError, match="different configuration"):
         store.register("h", {"a": 2})
 
 

@@ -19,7 +19,6 @@ from harness import (
     plan,
     runner,
     stats,
-    taskdata,
     trainer,
     transforms,
 )
@@ -52,13 +51,10 @@ QUICK = {
 }
 
 
-@pytest.fixture(scope="module")
-def task(synth_root, tmp_path_factory):
-    """The committed synthetic fixture through the real data layer and image cache."""
-    mp = pytest.MonkeyPatch()
-    mp.setenv("AMIBR_CACHE", str(tmp_path_factory.mktemp("cache")))
-    yield taskdata.load_task(synth_root, "synthetic")
-    mp.undo()
+@pytest.fixture()
+def task(synth_task):
+    """The committed synthetic fixture through the real data layer and image cache (conftest)."""
+    return synth_task
 
 
 @pytest.fixture()
