@@ -121,7 +121,7 @@ class RunConfig:
             "hyper": asdict(self.hyper()),
             "overrides": dict(self.overrides),  # departures from the preset (smoke tier)
             "subset": dict(self.subset),
-            "transforms": describe_transforms(self.spec, self.method, self.size),
+            "transforms": describe_transforms(self.spec, self.method, self.size, self.preset),
             "label_encoding": "Atypical=0, Normal=1; BCEWithLogits on one logit",
             "registry_version": models.REGISTRY_VERSION,
         }

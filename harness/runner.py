@@ -155,8 +155,8 @@ def run_config(
     hp, spec = cfg.hyper(), cfg.spec
     backbone = models.load_backbone(cfg.model, weights_dir, seed=cfg.seed)
     store.register(cfg.hash, cfg.describe())  # only once the inputs loaded: no empty records
-    t_eval = Transform(spec, cfg.method, cfg.size, train=False)
-    t_train = Transform(spec, cfg.method, cfg.size, train=True)
+    t_eval = Transform(spec, cfg.method, cfg.size, train=False, preset=cfg.preset)
+    t_train = Transform(spec, cfg.method, cfg.size, train=True, preset=cfg.preset)
     test_inputs = {name: ts.images for name, ts in task.tests.items()}
     pool_inputs = task.pool_images
     counters: dict[str, int] = {}
@@ -164,7 +164,7 @@ def run_config(
         cache = embedding_cache or EmbeddingCache(paths.cache_dir() / "embeddings")
         key = cache.key(
             backbone,
-            describe_transforms(spec, cfg.method, cfg.size)["eval"],
+            describe_transforms(spec, cfg.method, cfg.size, cfg.preset)["eval"],
             cfg.size,
             hp.lp_autocast_fp16,
         )

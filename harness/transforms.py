@@ -10,9 +10,30 @@ from harness import models
 # --- transforms ----------------------------------------------------------------------------------
 
 
-def describe_transforms(spec: models.ModelSpec, method: str, size: int) -> dict[str, str]:
+# The authors' Virchow/Virchow2 LoRA scripts normalise with mean = std = 0.5 per channel, where
+# the paper (§4) says every foundation model uses its own pre-training statistics (deviation
+# `virchow-lora-normalisation`): preset reference-code follows the scripts, preset paper the text.
+HALF = (0.5, 0.5, 0.5)
+
+
+def normalisation(
+    spec: models.ModelSpec, method: str, preset: str = "paper"
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """(mean, std) per RGB channel, for images scaled to [0, 1] (docs/PROTOCOL.md#input-pipelines).
+
+    The model's own statistics, except Virchow/Virchow2 LoRA under preset reference-code (0.5)."""
+    if preset == "reference-code" and method == "lora" and spec.lora_augment == "virchow":
+        return HALF, HALF
+    return tuple(spec.mean), tuple(spec.std)
+
+
+def describe_transforms(
+    spec: models.ModelSpec, method: str, size: int, preset: str = "paper"
+) -> dict[str, str]:
     """Human-readable pipelines (docs/PROTOCOL.md#input-pipelines); part of hashes and cache keys."""
-    norm = f"Normalize(mean={spec.mean}, std={spec.std})"
+    mean, std = normalisation(spec, method, preset)
+    norm = f"Normalize(mean={spec.mean if mean == tuple(spec.mean) else mean}, std="
+    norm += f"{spec.std if std == tuple(spec.std) else std})"
     if spec.eval_resize == "resize256-crop224":
         big = round(size * 256 / 224)
         evaluation = f"Resize({big}, bicubic), CenterCrop({size}), {norm}"
@@ -81,10 +102,13 @@ class Transform:
     Augmentation draws its own parameters per image (torchvision applies one draw to a whole
     batch tensor), from torch's global generator, which the loop seeds."""
 
-    def __init__(self, spec: models.ModelSpec, method: str, size: int, train: bool) -> None:
+    def __init__(
+        self, spec: models.ModelSpec, method: str, size: int, train: bool, preset: str = "paper"
+    ) -> None:
         self.spec, self.size = spec, size
-        self.mean = torch.tensor(spec.mean).view(1, 3, 1, 1)
-        self.std = torch.tensor(spec.std).view(1, 3, 1, 1)
+        mean, std = normalisation(spec, method, preset)
+        self.mean = torch.tensor(mean).view(1, 3, 1, 1)
+        self.std = torch.tensor(std).view(1, 3, 1, 1)
         use = train and bool(train_steps(spec, method, size))
         self.augment = _train_pipeline(spec, method, size) if use else None
 
