@@ -135,6 +135,17 @@ def _weights_dir(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _folds_source(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--folds-source",
+        choices=["authors", "sklearn-installed"],
+        default="authors",
+        help="authors: the authors' folds from the committed file (default); sklearn-installed: "
+        "the authors' call drawn by the installed scikit-learn, which from 1.8 on gives other "
+        "folds (recorded in the configuration)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="amibr-bench",
@@ -162,11 +173,14 @@ def build_parser() -> argparse.ArgumentParser:
     synth.set_defaults(func=_handler("synth", "cli_synth"))
 
     # --- splits (harness.splits) --------------------------------------------------------------
-    splits = sub.add_parser("splits", help="write the authors' 5 folds and the AMi-Br test split")
+    splits = sub.add_parser(
+        "splits", help="show (and with --out write) the authors' 5 folds and the AMi-Br test split"
+    )
     _data_root(splits)
     splits.add_argument(
-        "--out", required=True, type=OUTPUT_FILE, help="CSV file: image,label,slide,fold"
+        "--out", type=OUTPUT_FILE, help="also write a CSV file: image,label,slide,fold"
     )
+    _folds_source(splits)
     splits.set_defaults(func=_handler("splits", "cli_splits"))
 
     # --- models (harness.models) --------------------------------------------------------------
@@ -185,6 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--preset", choices=["paper", "reference-code"], default="paper")
     run.add_argument("--store", type=WRITABLE_DIR, help="results store folder (default runs/TIER)")
     run.add_argument("--device", default="auto", type=DEVICE, help="auto, cpu or cuda[:N]")
+    _folds_source(run)
     _data_root(run)
     _weights_dir(run)
     run.set_defaults(func=_handler("runner", "cli_run"))

@@ -73,6 +73,8 @@ class RunConfig:
     img_size: int | None = None  # None: the model's own (224 for every paper model)
     overrides: tuple[tuple[str, Any], ...] = ()  # Hyper fields changed (smoke tier)
     subset: tuple[tuple[str, int], ...] = ()  # images kept per split (smoke tier on real data)
+    folds_source: str = "authors"  # harness.splits.FOLDS_SOURCES
+    folds_sha256: str | None = None  # fold table digest; None: the authors' file (real data)
 
     def __post_init__(self) -> None:
         spec = models.get_spec(self.model)
@@ -99,6 +101,17 @@ class RunConfig:
     def label(self) -> str:
         return f"{self.spec.name}|{self.method}|{self.preset}|{self.tier}|{self.data}"
 
+    @property
+    def folds(self) -> dict[str, str | None]:
+        """The fold assignment the hash covers: source and sha256 of the fold table (the
+        committed authors' file's for real data unless given; harness.splits)."""
+        digest = self.folds_sha256
+        if digest is None and self.folds_source == "authors" and self.data == "real":
+            from harness import splits
+
+            digest = splits.author_digest()
+        return {"source": self.folds_source, "sha256": digest}
+
     def describe(self) -> dict[str, Any]:
         extra: dict[str, Any] = {"lora": dict(models.LORA_CONFIG)} if self.method == "lora" else {}
         return {
@@ -121,6 +134,7 @@ class RunConfig:
             "hyper": asdict(self.hyper()),
             "overrides": dict(self.overrides),  # departures from the preset (smoke tier)
             "subset": dict(self.subset),
+            "folds": self.folds,
             "transforms": describe_transforms(self.spec, self.method, self.size, self.preset),
             "label_encoding": "Atypical=0, Normal=1; BCEWithLogits on one logit",
             "registry_version": models.REGISTRY_VERSION,

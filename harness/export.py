@@ -50,6 +50,8 @@ def config_from_description(description: Mapping[str, Any]) -> RunConfig | None:
             img_size=None if size == spec.img_size else size,
             overrides=tuple(sorted(description["overrides"].items())),
             subset=tuple(sorted(description["subset"].items())),
+            folds_source=description["folds"]["source"],
+            folds_sha256=description["folds"]["sha256"],
         )
     except (KeyError, TypeError, AttributeError, ValueError):  # InputError is a ValueError
         return None

@@ -21,7 +21,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -150,7 +150,6 @@ def run_smoke(
     from harness.taskdata import load_task
 
     root = root or paths.SYNTHETIC_FIXTURE
-    configs = list(configs or smoke_configs("synthetic"))
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     store_dir = Path(tempfile.mkdtemp(prefix=f".{out.name}-store-", dir=out.parent))
@@ -158,6 +157,8 @@ def run_smoke(
     os.environ[paths.CACHE_ENV] = str(store_dir / ".cache")
     try:
         task = load_task(root, "synthetic")
+        # Keyed to the fixture's fold table, as the smoke job's (the hash covers the folds).
+        configs = [(replace(c, **task.folds), f) for c, f in configs or smoke_configs("synthetic")]
         store = Store(store_dir)
         for cfg, folds in configs:
             run_config(cfg, task, store, folds, device="cpu", console=console)

@@ -10,7 +10,7 @@ import copy
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -145,6 +145,9 @@ def run_config(
     model and fold; nothing of it stored) on NaN/infinite embeddings, logits or loss.
     `fail_after_fold` raises after that fold is stored (tests of resumption)."""
     device = torch.device(device)
+    keyed = cfg.folds["sha256"]
+    if keyed is not None and task.folds_sha256 and keyed != task.folds_sha256:
+        raise ValueError(f"{cfg.label}: keyed to folds {keyed}, the task has {task.folds_sha256}")
     t0 = time.perf_counter()
     todo = [f for f in folds if not store.is_done(cfg.hash, f)]
     report = RunReport(cfg, [], [f for f in folds if f not in todo], {}, 0.0)
@@ -313,11 +316,6 @@ def run_config(
 
 # --- CLI: run ----------------------------------------------------------------------------------------
 
-SMOKE_TIER_FOR_PAPER_MODELS = {
-    "overrides": (("max_epochs", 3),),
-    "subset": (("test", 200), ("train_pool", 400)),
-}
-
 
 def train_plan(
     store_dir: Path,
@@ -359,10 +357,32 @@ def train_plan(
     return skipped
 
 
+def _print_fold_metrics(store: Store, cfg: RunConfig, folds: Sequence[int]) -> None:
+    """The fold metrics of `cfg` in the store, one row per (test set, fold), on standard output."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{cfg.spec.name} {cfg.method} ({cfg.tier} tier, hash {cfg.hash})")
+    for col in ("dataset", "fold", "balanced accuracy", "AUROC"):
+        table.add_column(col, justify="left" if col == "dataset" else "right")
+    rows = [m for f in folds if store.is_done(cfg.hash, f) for m in store.load_fold(cfg.hash, f)[0]]
+    for m in sorted(rows, key=lambda m: (m["dataset"], m["fold"])):
+        cells = [m["balanced_accuracy"], m["auroc"]]
+        table.add_row(
+            m["dataset"], str(m["fold"]), *("-" if v is None else f"{v:.4f}" for v in cells)
+        )
+    Console().print(table)
+
+
 def cli_run(args) -> int:
     """`amibr-bench run --config NAME`: train and evaluate one configuration, then export the store
-    as a results set (the store folder itself: fold_metrics.csv, predictions.csv, manifest.json)."""
+    as a results set (the store folder itself: fold_metrics.csv, predictions.csv, manifest.json)
+    and print the fold metrics. `--tier smoke` trains with the smoke job's settings
+    (harness.smoke.smoke_settings); the folds are the authors' unless `--folds-source` says
+    otherwise, and the configuration's hash covers them."""
     from rich.console import Console
+
+    from harness.smoke import smoke_settings  # harness.smoke imports this module
 
     console = Console(stderr=True)
     key, method = parse_config(args.config)
@@ -375,9 +395,9 @@ def cli_run(args) -> int:
                 "(pass --device cpu to train on the CPU anyway, or --tier smoke)"
             )
     weights_dir = getattr(args, "weights_dir", None)
-    extra = SMOKE_TIER_FOR_PAPER_MODELS if args.tier == "smoke" else {}
     root = paths.data_root(getattr(args, "data_root", None))
     kind = "synthetic" if data.is_synthetic(root) else "real"
+    extra = smoke_settings(method, kind) if args.tier == "smoke" else {}
     cfg = RunConfig(key, method, args.preset, args.tier, kind, **extra)
     if not cfg.spec.random_init:
         models.find_weights(key, weights_dir)  # fail before any data work
@@ -385,8 +405,11 @@ def cli_run(args) -> int:
         Path(args.store) if getattr(args, "store", None) else paths.REPO_ROOT / "runs" / args.tier
     )
     store = Store(store_dir)
+    folds_source = getattr(args, "folds_source", None) or "authors"
+    task = load_task(root, kind, dict(cfg.subset), seed=cfg.seed, folds_source=folds_source)
+    cfg = replace(cfg, **task.folds)  # the hash covers the folds it trains on
     console.print(f"[bold]{cfg.label}[/] hash {cfg.hash} -> {store_dir} (device {device})")
-    task = load_task(root, kind, dict(cfg.subset), seed=cfg.seed)
+    console.print(f"folds: {task.folds_source} (sha256 {task.folds_sha256})")
     report = run_config(
         cfg, task, store, folds, device=device, weights_dir=weights_dir, console=console
     )
@@ -411,6 +434,7 @@ def cli_run(args) -> int:
         notes=[*task.notes, *left_out],
     )
     console.print(f"results set written to {store_dir}")
+    _print_fold_metrics(store, cfg, folds)
     return 0
 
 
@@ -433,7 +457,8 @@ def ensure_trained(
     the store as a results set. Each (configuration, fold) trains once, across sessions too.
 
     device "auto" needs CUDA; naming a device ("cpu") is the explicit choice to train there."""
-    cfg = RunConfig(key, method, preset, "full", "real")
+    # The folds are the authors' (real data), or those of the task handed in (the rehearsal).
+    cfg = RunConfig(key, method, preset, "full", "real", **(task.folds if task else {}))
     store = Store(store_dir)
     if set(folds) - set(store.done_folds(cfg.hash)):
         dev = resolve_device(device)

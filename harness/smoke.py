@@ -25,29 +25,52 @@ from harness.store import Store
 from harness.taskdata import load_task
 
 # Smoke models are randomly initialised, so the protocol's Adam(5e-5) would barely move them in a
-# few epochs: the smoke tier raises the rates (recorded in every configuration's settings).
-SMOKE_SYNTHETIC = (
-    ("smoke-vit", "linear_probe", (("lr", 1e-2), ("max_epochs", 30))),
-    ("smoke-vit", "lora", (("lr", 3e-4), ("head_lr", 1e-2), ("max_epochs", 10))),
-    ("smoke-resnet", "end_to_end", (("lr", 1e-3), ("max_epochs", 4))),
-)
+# few epochs: the smoke tier raises the rates (recorded in every configuration's settings). One
+# definition for the smoke job and `amibr-bench run --tier smoke` (`smoke_settings`).
+SMOKE_OVERRIDES = {
+    "synthetic": {
+        "linear_probe": (("lr", 1e-2), ("max_epochs", 30)),
+        "lora": (("lr", 3e-4), ("head_lr", 1e-2), ("max_epochs", 10)),
+        "end_to_end": (("lr", 1e-3), ("max_epochs", 4)),
+    },
+    "real": {
+        "linear_probe": (("lr", 1e-2), ("max_epochs", 30)),
+        "lora": (("lr", 3e-4), ("head_lr", 1e-2), ("max_epochs", 3)),
+        "end_to_end": (("lr", 1e-3), ("max_epochs", 4)),
+    },
+}
 SMOKE_REAL_SUBSET = (("test", 300), ("train_pool", 600))
-SMOKE_REAL = (
-    ("smoke-vit", "linear_probe", (("lr", 1e-2), ("max_epochs", 30)), (1, 2, 3, 4, 5)),
-    ("smoke-vit", "lora", (("lr", 3e-4), ("head_lr", 1e-2), ("max_epochs", 3)), (1,)),
-    ("smoke-resnet", "end_to_end", (("lr", 1e-3), ("max_epochs", 4)), (1,)),
+# The smoke job's configurations and, on the real data subset, their folds (synthetic: all five).
+SMOKE_JOB = (
+    ("smoke-vit", "linear_probe", (1, 2, 3, 4, 5)),
+    ("smoke-vit", "lora", (1,)),
+    ("smoke-resnet", "end_to_end", (1,)),
 )
 
 
-def smoke_configs(data: str) -> list[tuple[RunConfig, tuple[int, ...]]]:
-    if data == "synthetic":
-        return [
-            (RunConfig(k, m, "paper", "smoke", "synthetic", overrides=o), (1, 2, 3, 4, 5))
-            for k, m, o in SMOKE_SYNTHETIC
-        ]
+def smoke_settings(method: str, data: str) -> dict[str, tuple]:
+    """RunConfig keyword arguments of the smoke tier for a method on "real" or "synthetic" data:
+    raised learning rates and few epochs (`overrides`); on the real data a class-stratified
+    subset (`subset`: train pool 600, 300 per test set)."""
+    return {
+        "overrides": SMOKE_OVERRIDES[data][method],
+        "subset": SMOKE_REAL_SUBSET if data == "real" else (),
+    }
+
+
+def smoke_config(
+    key: str, method: str, data: str, preset: str = "paper", **folds: Any
+) -> RunConfig:
+    """The smoke tier's configuration of (key, method); `folds`: RunConfig's folds_source and
+    folds_sha256 (TaskData.folds), so its hash covers the folds it trains on."""
+    return RunConfig(key, method, preset, "smoke", data, **smoke_settings(method, data), **folds)
+
+
+def smoke_configs(data: str, folds: dict | None = None) -> list[tuple[RunConfig, tuple[int, ...]]]:
+    """The smoke job's configurations on "real" or "synthetic" data, with the folds each trains."""
     return [
-        (RunConfig(k, m, "paper", "smoke", "real", overrides=o, subset=SMOKE_REAL_SUBSET), f)
-        for k, m, o, f in SMOKE_REAL
+        (smoke_config(k, m, data, **(folds or {})), f if data == "real" else (1, 2, 3, 4, 5))
+        for k, m, f in SMOKE_JOB
     ]
 
 
@@ -66,7 +89,7 @@ def _smoke_pass(kind: str, loaded, store_dir: Path, console) -> tuple[Path | Non
     store = Store(store_dir)
     timing: dict[str, Any] = {"load_s": round(load_s, 1)}
     counters: dict[str, Any] = {"slide_overlaps": len(task.slide_overlaps)}
-    configs = smoke_configs(kind)
+    configs = smoke_configs(kind, task.folds)
     for cfg, folds in configs:
         rep = run_config(cfg, task, store, folds, device="cpu", console=console)
         timing[f"{cfg.model}:{cfg.method}"] = {

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from harness import data
+from harness import data, splits
 
 SIZE = 128
 _YY, _XX = np.mgrid[0:SIZE, 0:SIZE].astype(np.float64)
@@ -276,6 +276,7 @@ LAYOUT = (
     data.TRAIN_CSV,
     data.VOTES_CSV,
     data.SYNTHETIC_MARKER,
+    splits.SYNTHETIC_FOLDS,
 )
 
 
@@ -310,6 +311,8 @@ def generate(out: str | os.PathLike, seed: int = 0, sizes: Sizes | None = None) 
         problems = data.verify(tmp)
         if problems:  # a generator bug must never leave a broken fixture behind
             raise RuntimeError("synthetic dataset fails verification: " + str(problems[0]))
+        # Its own folds, drawn once now (they are not the authors' images; harness.splits).
+        splits.write_synthetic_folds(tmp)
         if out.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
             os.replace(out, old / "tree")

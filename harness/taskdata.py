@@ -1,5 +1,6 @@
 """The data a run trains and tests on: the training pool with the authors' folds and the three
-test sets, decoded once (records from harness.data, folds from harness.splits)."""
+test sets, decoded once (records from harness.data, folds from harness.splits: the committed
+authors' fold file, or a synthetic tree's own)."""
 
 from __future__ import annotations
 
@@ -37,6 +38,13 @@ class TaskData:
     tests: dict[str, TestSet]
     slide_overlaps: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    folds_source: str = "authors"  # harness.splits.FOLDS_SOURCES
+    folds_sha256: str = ""  # digest of the fold table (what a configuration's hash covers)
+
+    @property
+    def folds(self) -> dict[str, str]:
+        """RunConfig keyword arguments that key a configuration to these folds."""
+        return {"folds_source": self.folds_source, "folds_sha256": self.folds_sha256}
 
 
 def _load_images(paths_: Sequence[Path]) -> torch.Tensor:
@@ -60,16 +68,24 @@ def _subsample(n_keep: int | None, labels: np.ndarray, rng: np.random.Generator)
 
 
 def load_task(
-    root: Path, kind: str, subset: Mapping[str, int] | None = None, seed: int = 0
+    root: Path,
+    kind: str,
+    subset: Mapping[str, int] | None = None,
+    seed: int = 0,
+    folds_source: str = "authors",
 ) -> TaskData:
-    """Records and folds from the data layer, images from the decoded-image cache."""
+    """Records and folds from the data layer, images from the decoded-image cache.
+
+    folds_source: "authors" (the committed fold file, or a synthetic tree's own) or
+    "sklearn-installed" (harness.splits.fold_assignment); InputError on a bad fold file."""
     from harness import splits
 
     subset = dict(subset or {})
     rng = np.random.default_rng(seed)
     records = {d: data.load_records(root, d) for d in TEST_SETS}
     by_name = {r.name: r for r in records["AMi-Br"]}
-    rows = splits.author_folds(root)
+    assignment = splits.fold_assignment(root, folds_source)
+    rows = splits.author_folds(root, assignment=assignment)
     overlaps = list(splits.slide_overlaps(rows))
     pool = [r for r in rows if r.fold != "test"]
     test_rows = [r for r in rows if r.fold == "test"]
@@ -101,7 +117,7 @@ def load_task(
         tests[prefix + name] = TestSet(
             part, np.array([int(r.label == LABEL_NORMAL) for r in recs]), [r.name for r in recs]
         )
-    notes = []
+    notes = [f"folds: {assignment.describe()}"]
     if subset:
         notes.append(f"subset (class-stratified, seed {seed}): {subset}")
     return TaskData(
@@ -113,4 +129,6 @@ def load_task(
         tests,
         overlaps,
         notes,
+        assignment.source,
+        assignment.sha256,
     )
