@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from harness import claims as cl
-from harness import data, paths, stats
+from harness import data, paths, splits, stats
 
 CLAIMS_FILE = paths.EXPECTED_RESULTS / "dataset.yaml"
 CLAIMS = yaml.safe_load(CLAIMS_FILE.read_text(encoding="utf-8"))["claims"]
@@ -120,6 +120,7 @@ def test_slide_disjoint_claim_fails_when_a_slide_is_shared(synth_root, tmp_path)
                 row[header.index("slide")] = test_slide
         with (root / name).open("w", newline="") as fh:
             csv.writer(fh, lineterminator="\n").writerows(rows)
+    splits.write_synthetic_folds(root)  # the tree's folds, redrawn for its new train split
     assert data.verify(root) == []
     assert _judge(claim, root).status == "failed"
     claim["params"]["between"] = "folds"
