@@ -202,14 +202,22 @@ def _amibr(out: Path, rng: np.random.Generator, sizes: Sizes) -> None:
     atypical = np.zeros(sizes.amibr_total, dtype=bool)
     atypical[rng.choice(sizes.amibr_total, sizes.amibr_atypical, replace=False)] = True
 
-    # test split: whole slides, drawn until about 22% of the figures are held out
+    # test split: whole slides, drawn until about 22% of the figures are held out; drawn again
+    # (rarely, on tiny trees) until the test split and the training pool both hold both classes
     target = round(sizes.amibr_test_share * sizes.amibr_total)
-    test_slides, held = set(), 0
-    for i in rng.permutation(n_slides):
-        if held + per_slide[i] <= target + 2:
-            test_slides.add(int(i))
-            held += int(per_slide[i])
-        if held >= target - 2:
+    first = np.concatenate([[0], np.cumsum(per_slide)])
+    for _attempt in range(1000):
+        test_slides, held = set(), 0
+        for i in rng.permutation(n_slides):
+            if held + per_slide[i] <= target + 2:
+                test_slides.add(int(i))
+                held += int(per_slide[i])
+            if held >= target - 2:
+                break
+        in_test = np.zeros(sizes.amibr_total, dtype=bool)
+        for i in test_slides:
+            in_test[first[i] : first[i + 1]] = True
+        if all(len(set(atypical[part])) == 2 for part in (in_test, ~in_test)):
             break
 
     rows, train_rows, figure = [], [], 0
@@ -308,11 +316,11 @@ def generate(out: str | os.PathLike, seed: int = 0, sizes: Sizes | None = None) 
         (tmp / data.SYNTHETIC_MARKER).write_text(
             f"Synthetic dataset written by `amibr-bench data synth --seed {seed}`; not real data.\n"
         )
+        # Its own folds, drawn once now (they are not the authors' images; harness.splits).
+        splits.write_synthetic_folds(tmp)
         problems = data.verify(tmp)
         if problems:  # a generator bug must never leave a broken fixture behind
             raise RuntimeError("synthetic dataset fails verification: " + str(problems[0]))
-        # Its own folds, drawn once now (they are not the authors' images; harness.splits).
-        splits.write_synthetic_folds(tmp)
         if out.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
             os.replace(out, old / "tree")

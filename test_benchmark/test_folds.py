@@ -245,7 +245,7 @@ def test_the_fixture_fold_file_is_what_synth_writes(synth_root):
 
 
 def test_synth_writes_a_fold_file_every_command_reads(tmp_path):
-    tiny = synth.Sizes(10, 40, 10, 0.22, 8, 2, 8, 2)
+    tiny = synth.Sizes(15, 90, 30, 0.22, 8, 2, 8, 2)  # both classes in every fold
     root = synth.generate(tmp_path / "tree", seed=5, sizes=tiny)
     assert (root / splits.SYNTHETIC_FOLDS).is_file()
     got = splits.fold_assignment(root)
