@@ -34,6 +34,16 @@ def _weights_dir(p: argparse.ArgumentParser) -> None:
     )
 
 
+def add_models_option(p: argparse.ArgumentParser) -> None:
+    """`--models FILE`: a user's own models (harness.userfile), registered before the command
+    runs (`main`); any subcommand that lists, plans, trains or judges models adds it."""
+    p.add_argument(
+        "--models",
+        metavar="FILE",
+        help="YAML file with your own models (README 'Your own model'); default $AMIBR_MODELS",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="amibr-bench",
@@ -67,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     # --- models (harness.models) --------------------------------------------------------------
     models = sub.add_parser("models", help="list every model, its parameter count and weights")
     _weights_dir(models)
+    add_models_option(models)
     models.add_argument("--json", action="store_true")
     models.set_defaults(func=_handler("models", "cli_models"))
 
@@ -80,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
     _data_root(run)
     _weights_dir(run)
+    add_models_option(run)
     run.set_defaults(func=_handler("runner", "cli_run"))
 
     plan = sub.add_parser(
@@ -89,6 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--preset", choices=["paper", "reference-code"], default="paper")
     plan.add_argument("--store", help="full-tier store whose progress to show (default runs/full)")
     _weights_dir(plan)
+    add_models_option(plan)
     plan.set_defaults(func=_handler("plan", "cli_plan"))
 
     tput = sub.add_parser(
@@ -142,6 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _data_root(claims)
     _weights_dir(claims)
+    add_models_option(claims)
     claims.set_defaults(func=_handler("report", "cli_claims"))
     return parser
 
@@ -151,6 +165,10 @@ def main(argv: list[str] | None = None) -> int:
     if not sys.stdout.isatty():
         os.environ.setdefault("COLUMNS", "160")  # rich tables in logs and CI: no squeezed columns
     try:
+        if hasattr(args, "models"):  # the subcommand takes --models: register the user's models
+            from harness.userfile import use_models_file
+
+            use_models_file(args.models)
         return int(args.func(args) or 0)
     except InputError as exc:
         # Bad or missing input (data, weights, results, a configuration name): one clear line.

@@ -21,7 +21,7 @@ from harness import __version__, data, models, paths, stats
 from harness.config import RunConfig, config_name, parse_config, parse_folds
 from harness.embeddings import FORWARD_COUNTER, EmbeddingCache, compute_embeddings, image_hashes
 from harness.export import export_results
-from harness.plan import EXTRA_PLAN, PAPER_PLAN, missing_for, not_run_reason
+from harness.plan import PAPER_PLAN, configurations, missing_for, not_run_reason
 from harness.progress import progress_bar
 from harness.store import Store
 from harness.taskdata import TaskData, load_task
@@ -141,7 +141,7 @@ def run_config(
         else:
             model = models.attach_head(copy.deepcopy(backbone.model))
             if cfg.method == "lora":
-                model = models.wrap_lora(model)
+                model = models.wrap_lora(model, spec)
         model.to(device)
         train = task.pool_folds != fold
         val = task.pool_folds == fold
@@ -221,9 +221,10 @@ SMOKE_TIER_FOR_PAPER_MODELS = {
 
 
 def _plan_configs(store: Store, *, preset: str, tier: str, data: str) -> list[RunConfig]:
-    """Current-hash configurations of the plan that have at least one finished fold."""
+    """Current-hash configurations of the plan (user models included) that have at least one
+    finished fold."""
     out = []
-    for key, method in PAPER_PLAN + EXTRA_PLAN:
+    for key, method in configurations():
         extra = SMOKE_TIER_FOR_PAPER_MODELS if tier == "smoke" else {}
         cfg = RunConfig(key, method, preset, tier, data, **extra)
         if store.done_folds(cfg.hash):
@@ -291,7 +292,7 @@ def cli_run(args) -> int:
     if not cfg.spec.random_init:
         models.find_weights(key, weights_dir)  # fail before any data work
     store_dir = (
-        Path(args.store) if getattr(args, "store", None) else paths.REPO_ROOT / "runs" / args.tier
+        Path(args.store) if getattr(args, "store", None) else paths.output_dir("runs") / args.tier
     )
     store = Store(store_dir)
     console.print(f"[bold]{cfg.label}[/] hash {cfg.hash} -> {store_dir} (device {device})")
