@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from harness import data, paths, splits
+from harness import data, paths, registry, splits
 from harness import stats as st
 from harness.results import (
     TEST_SETS,
@@ -33,22 +33,11 @@ RULES = ("exact", "abs", "rel", "printed", "fold_spread", "std_interval", "alpha
 NON_CLAIM_FILES = ("deviations.yaml",)
 REQUIRED = ("id", "statement", "source", "section", "kind", "needs", "tolerance")
 
-BASELINES = ("EfficientNetV2", "Vision Transformer", "Swin Transformer")
-FOUNDATION_MODELS = (
-    "UNI",
-    "UNI2-h",
-    "Virchow",
-    "Virchow2",
-    "Prov-Gigapath",
-    "H-Optimus-0",
-    "H-Optimus-1",
-)
-# The 17 rows of Table 3, in the paper's order, as "model|method".
-TABLE3_CONFIGS = (
-    tuple(f"{m}|end_to_end" for m in BASELINES)
-    + tuple(f"{m}|linear_probe" for m in FOUNDATION_MODELS)
-    + tuple(f"{m}|lora" for m in FOUNDATION_MODELS)
-)
+# Display names and the 17 rows of Table 3 ("model|method", in the paper's order) come from the
+# model registry (harness.registry), where each model carries its Table 3 row and methods.
+BASELINES = registry.table3_names("end_to_end", "baseline")
+FOUNDATION_MODELS = registry.table3_names("linear_probe", "foundation")
+TABLE3_CONFIGS = tuple(f"{registry.get_spec(k).name}|{m}" for k, m in registry.paper_plan())
 METHOD_WORDS = {"end_to_end": "end-to-end", "linear_probe": "linear probe", "lora": "LoRA"}
 METRIC_WORDS = {"balanced_accuracy": "balanced accuracy", "auroc": "AUROC", "pr_auc": "PR-AUC"}
 

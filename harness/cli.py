@@ -96,6 +96,29 @@ def _results_set(text: str) -> None:
         paths.input_dir(text)
 
 
+def _existing_file(text: str) -> None:
+    path = Path(text).expanduser()
+    if path.is_dir():
+        raise InputError(f"{path} is a folder, expected a file")
+    if not path.is_file():
+        raise InputError(f"{path} does not exist")
+
+
+def _register_models(argv: list[str] | None) -> None:
+    """A user's models (`--models FILE`, else $AMIBR_MODELS) join the registry before the command
+    line is parsed, so configuration names such as `my-fm:lora` validate like the paper's."""
+    pre = argparse.ArgumentParser(add_help=False, exit_on_error=False)
+    pre.add_argument("--models", type=MODELS_FILE)
+    try:
+        known, _ = pre.parse_known_args(sys.argv[1:] if argv is None else argv)
+    except (argparse.ArgumentError, SystemExit):
+        return  # the real parser reports the bad --models value in one line
+    if known.models or os.environ.get("AMIBR_MODELS"):
+        from harness.userfile import use_models_file
+
+        use_models_file(known.models)
+
+
 # One validator per kind of value; every option that takes a value uses one of them.
 WRITABLE_DIR = _checked(paths.writable_dir)
 OUTPUT_FILE = _checked(paths.output_file)
@@ -107,6 +130,7 @@ TEXT = _checked(_text)
 CONFIG = _checked(_config_name)
 FOLDS = _checked(_folds)
 DEVICE = _checked(_device)
+MODELS_FILE = _checked(_existing_file)
 POSITIVE = _integer(1)
 NON_NEGATIVE = _integer(0)
 
@@ -143,6 +167,17 @@ def _folds_source(p: argparse.ArgumentParser) -> None:
         help="authors: the authors' folds from the committed file (default); sklearn-installed: "
         "the authors' call drawn by the installed scikit-learn, which from 1.8 on gives other "
         "folds (recorded in the configuration)",
+    )
+
+
+def add_models_option(p: argparse.ArgumentParser) -> None:
+    """`--models FILE`: a user's own models (harness.userfile), registered before the command
+    runs (`main`); any subcommand that lists, plans, trains or judges models adds it."""
+    p.add_argument(
+        "--models",
+        metavar="FILE",
+        type=MODELS_FILE,
+        help="YAML file with your own models (README 'Your own model'); default $AMIBR_MODELS",
     )
 
 
@@ -186,6 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     # --- models (harness.models) --------------------------------------------------------------
     models = sub.add_parser("models", help="list every model, its parameter count and weights")
     _weights_dir(models)
+    add_models_option(models)
     models.add_argument("--json", action="store_true")
     models.set_defaults(func=_handler("models", "cli_models"))
 
@@ -202,6 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
     _folds_source(run)
     _data_root(run)
     _weights_dir(run)
+    add_models_option(run)
     run.set_defaults(func=_handler("runner", "cli_run"))
 
     plan = sub.add_parser(
@@ -215,6 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="full-tier store whose progress to show (default runs/full)",
     )
     _weights_dir(plan)
+    add_models_option(plan)
     plan.set_defaults(func=_handler("plan", "cli_plan"))
 
     tput = sub.add_parser(
@@ -329,6 +367,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _data_root(claims)
     _weights_dir(claims)
+    add_models_option(claims)
     claims.set_defaults(func=_handler("report", "cli_claims"))
     return parser
 
@@ -361,6 +400,7 @@ def main(argv: list[str] | None = None) -> int:
     if not sys.stdout.isatty():
         os.environ.setdefault("COLUMNS", "160")  # rich tables in logs and CI: no squeezed columns
     try:
+        _register_models(argv)
         args = build_parser().parse_args(argv)
         _check_defaults(args)
         return int(args.func(args) or 0)

@@ -8,7 +8,7 @@ import json
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from harness import models, paths
+from harness import models, paths, registry
 from harness.transforms import describe_transforms
 
 STRATEGY_ALIASES = {
@@ -113,7 +113,9 @@ class RunConfig:
         return {"source": self.folds_source, "sha256": digest}
 
     def describe(self) -> dict[str, Any]:
-        extra: dict[str, Any] = {"lora": dict(models.LORA_CONFIG)} if self.method == "lora" else {}
+        extra: dict[str, Any] = (
+            {"lora": models.lora_config(self.spec)} if self.method == "lora" else {}
+        )
         return {
             **extra,
             "protocol_hyper": asdict(hyperparameters(self.model, self.method, self.preset)),
@@ -162,9 +164,8 @@ def parse_config(name: str) -> tuple[str, str]:
             f"configuration {name!r} must read MODEL:METHOD (see `amibr-bench plan`)"
         )
     method = STRATEGY_ALIASES.get(method.strip().lower(), method.strip().lower())
-    by_name = {s.name.lower(): k for k, s in models.SPECS.items()}
     key = model.strip().lower()
-    key = key if key in models.SPECS else by_name.get(key, key)
+    key = key if key in models.SPECS else registry.resolve_key(key) or key
     try:
         spec = models.get_spec(key)
         if method not in models.METHODS:

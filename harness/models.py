@@ -1,5 +1,7 @@
-"""Model registry: architectures, normalisation, embedding recipes, weights, LoRA, parameter counts.
+"""Models: building, weights, embedding recipes, LoRA, parameter counts, the `models` listing.
 
+The specs themselves (the data: one `ModelSpec` per model) live in harness.registry and are
+re-exported here; a user's own models come from a models file (harness.userfile).
 Facts: docs/MODELS.md (checked against timm 1.0.31 and peft 0.21.2 on the meta device).
 Every model is built with ``num_classes=0`` and gets its one-logit head afterwards: timm loads
 non-strictly when ``num_classes`` differs from a checkpoint's config, which silently drops weights.
@@ -12,17 +14,16 @@ e.g. ``$AMIBR_WEIGHTS/MahmoodLab/UNI/pytorch_model.bin`` -- exactly what
 ``huggingface-cli download MahmoodLab/UNI --local-dir $AMIBR_WEIGHTS/MahmoodLab/UNI`` writes.
 Without a weights folder (or when the model is not in it) the offline Hugging Face cache is
 searched: the snapshot ``refs/main`` names, or the only snapshot when ``refs/main`` is missing
-(nothing is ever downloaded). Loading is strict: keys, shapes and kinds of dtype.
+(nothing is ever downloaded). A user model's weights are the one file its models file names.
+Loading is strict: keys, shapes and kinds of dtype.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,25 +32,22 @@ from torch import nn
 
 from harness.paths import InputError, MissingInputError, atomic_write
 from harness.paths import weights_dir as resolve_weights_dir
-
-# Bump whenever an architecture, kwarg, normalisation, recipe or loading rule changes: it is part
-# of every run's configuration hash, so results made with an older registry show up as stale.
-REGISTRY_VERSION = "1"
-
-IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
-HOPTIMUS = ((0.707223, 0.578729, 0.703617), (0.211883, 0.230117, 0.177517))
+from harness.registry import (  # noqa: F401 - the registry, re-exported for its users
+    BASELINES,
+    FOUNDATION,
+    HOPTIMUS,
+    IMAGENET,
+    LORA_CONFIG,
+    LORA_TARGETS,
+    METHODS,
+    REGISTRY_VERSION,
+    SPECS,
+    ModelSpec,
+    get_spec,
+    registered,
+)
 
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
-LORA_TARGETS = ("qkv", "proj", "fc1", "fc2")
-LORA_CONFIG = {
-    "r": 8,
-    "lora_alpha": 16,
-    "lora_dropout": 0.3,
-    "target_modules": list(LORA_TARGETS),
-    "bias": "none",
-    "modules_to_save": ["head"],
-}
-METHODS = ("end_to_end", "linear_probe", "lora")
 
 
 class WeightsMissing(MissingInputError):
@@ -58,343 +56,6 @@ class WeightsMissing(MissingInputError):
 
 class StrictLoadError(InputError):
     """A checkpoint does not match the architecture key for key and shape for shape."""
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """Everything needed to rebuild one model exactly; its repr feeds the configuration hash."""
-
-    key: str
-    name: str  # the result name used in reference_fold_metrics.csv
-    family: str  # baseline | foundation | smoke
-    arch: str
-    kwargs: tuple[tuple[str, Any], ...]
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
-    embedding: str  # cls | cls+mean_patch | pooled
-    embed_dim: int
-    backbone_params: int | None  # MODELS.md, backbone without any head
-    weights_repo: str | None  # None: random initialisation (see `init_note`)
-    eval_resize: str = "resize"  # resize | resize256-crop224
-    img_size: int = 224
-    lora_augment: str | None = None  # virchow | uni | hoptimus1 (PROTOCOL.md, LoRA pipelines)
-    drop_keys: tuple[str, ...] = ()  # checkpoint tensors not loaded ("*.x": any key ending .x)
-    methods: tuple[str, ...] = ()
-    init_note: str = ""
-    notes: tuple[str, ...] = field(default_factory=tuple)
-
-    def model_kwargs(self) -> dict[str, Any]:
-        """The timm kwargs with the layer names resolved to classes."""
-        from timm.layers import SwiGLUPacked
-
-        layers = {"SwiGLUPacked": SwiGLUPacked, "SiLU": nn.SiLU}
-        return {k: layers.get(v, v) if isinstance(v, str) else v for k, v in self.kwargs}
-
-    @property
-    def random_init(self) -> bool:
-        return self.weights_repo is None
-
-    def describe(self) -> dict[str, Any]:
-        """A JSON-able description (manifests, `models --json`, hashing)."""
-        out = asdict(self)
-        out["kwargs"] = dict(self.kwargs)
-        out["registry_version"] = REGISTRY_VERSION
-        return out
-
-    def digest(self) -> str:
-        return hashlib.sha256(json.dumps(self.describe(), sort_keys=True).encode()).hexdigest()
-
-
-_SWIGLU = (("mlp_layer", "SwiGLUPacked"), ("act_layer", "SiLU"))
-_FM = ("linear_probe", "lora")
-_VIRCHOW = (
-    ("img_size", 224),
-    ("mlp_ratio", 5.3375),
-    ("init_values", 1e-5),
-    ("global_pool", ""),
-    *_SWIGLU,
-    ("dynamic_img_size", True),
-)
-_HOPT = (("img_size", 224), ("init_values", 1e-5), ("dynamic_img_size", False))
-
-SPECS: dict[str, ModelSpec] = {}
-
-
-def _add(spec: ModelSpec) -> None:
-    SPECS[spec.key] = spec
-
-
-_add(
-    ModelSpec(
-        "vit-l16",
-        "Vision Transformer",
-        "baseline",
-        "vit_large_patch16_224",
-        (),
-        *IMAGENET,
-        "cls",
-        1024,
-        None,
-        "timm/vit_large_patch16_224.augreg_in21k_ft_in1k",
-        drop_keys=("head.weight", "head.bias"),
-        methods=("end_to_end",),
-        notes=("paper §4.1 says 86.6M parameters: that is ViT-B/16; the script builds ViT-L/16",),
-    )
-)
-_add(
-    ModelSpec(
-        "swin-b",
-        "Swin Transformer",
-        "baseline",
-        "swin_base_patch4_window7_224",
-        (),
-        *IMAGENET,
-        "pooled",
-        1024,
-        None,
-        "timm/swin_base_patch4_window7_224.ms_in22k_ft_in1k",
-        drop_keys=("head.fc.weight", "head.fc.bias", "*.relative_position_index", "*.attn_mask"),
-        methods=("end_to_end",),
-        notes=(
-            "relative_position_index / attn_mask are non-persistent buffers the model rebuilds",
-        ),
-    )
-)
-_add(
-    ModelSpec(
-        "efficientnetv2-m",
-        "EfficientNetV2",
-        "baseline",
-        "efficientnetv2_m",
-        (),
-        *IMAGENET,
-        "pooled",
-        1280,
-        None,
-        None,
-        methods=("end_to_end",),
-        init_note="random initialisation: the authors' script uses pretrained=False and timm has no "
-        "ImageNet weights for efficientnetv2_m (the paper says ImageNet-pretrained)",
-    )
-)
-_add(
-    ModelSpec(
-        "uni",
-        "UNI",
-        "foundation",
-        "vit_large_patch16_224",
-        (("img_size", 224), ("patch_size", 16), ("init_values", 1e-5), ("dynamic_img_size", True)),
-        *IMAGENET,
-        "cls",
-        1024,
-        303_350_784,
-        "MahmoodLab/UNI",
-        lora_augment="uni",
-        methods=_FM,
-    )
-)
-_add(
-    ModelSpec(
-        "uni2-h",
-        "UNI2-h",
-        "foundation",
-        "vit_giant_patch14_224",
-        (
-            ("img_size", 224),
-            ("patch_size", 14),
-            ("depth", 24),
-            ("num_heads", 24),
-            ("embed_dim", 1536),
-            ("mlp_ratio", 5.33334),
-            ("init_values", 1e-5),
-            ("no_embed_class", True),
-            ("reg_tokens", 8),
-            *_SWIGLU,
-            ("dynamic_img_size", True),
-        ),
-        *IMAGENET,
-        "cls",
-        1536,
-        681_394_176,
-        "MahmoodLab/UNI2-h",
-        lora_augment="uni",
-        methods=_FM,
-        notes=("PROTOCOL.md lists no UNI2-h LoRA pipeline; the UNI one is used",),
-    )
-)
-_add(
-    ModelSpec(
-        "virchow",
-        "Virchow",
-        "foundation",
-        "vit_huge_patch14_224",
-        _VIRCHOW,
-        *IMAGENET,
-        "cls+mean_patch",
-        2560,
-        631_229_184,
-        "paige-ai/Virchow",
-        lora_augment="virchow",
-        methods=_FM,
-    )
-)
-_add(
-    ModelSpec(
-        "virchow2",
-        "Virchow2",
-        "foundation",
-        "vit_huge_patch14_224",
-        (*_VIRCHOW, ("reg_tokens", 4)),
-        *IMAGENET,
-        "cls+mean_patch",
-        2560,
-        631_239_424,
-        "paige-ai/Virchow2",
-        lora_augment="virchow",
-        methods=_FM,
-    )
-)
-_add(
-    ModelSpec(
-        "prov-gigapath",
-        "Prov-Gigapath",
-        "foundation",
-        "vit_giant_patch14_dinov2",
-        (
-            ("img_size", 224),
-            ("patch_size", 16),
-            ("embed_dim", 1536),
-            ("depth", 40),
-            ("num_heads", 24),
-            ("mlp_ratio", 5.33334),
-            ("init_values", 1e-5),
-        ),
-        *IMAGENET,
-        "cls",
-        1536,
-        1_134_953_984,
-        "prov-gigapath/prov-gigapath",
-        eval_resize="resize256-crop224",
-        lora_augment="uni",
-        methods=_FM,
-    )
-)
-_add(
-    ModelSpec(
-        "h-optimus-0",
-        "H-Optimus-0",
-        "foundation",
-        "vit_giant_patch14_reg4_dinov2",
-        _HOPT,
-        *HOPTIMUS,
-        "cls",
-        1536,
-        1_134_774_272,
-        "bioptimus/H-optimus-0",
-        lora_augment="uni",
-        methods=_FM,
-    )
-)
-_add(
-    ModelSpec(
-        "h-optimus-1",
-        "H-Optimus-1",
-        "foundation",
-        "vit_giant_patch14_reg4_dinov2",
-        _HOPT,
-        *HOPTIMUS,
-        "cls",
-        1536,
-        1_134_774_272,
-        "bioptimus/H-optimus-1",
-        lora_augment="hoptimus1",
-        methods=_FM,
-    )
-)
-_add(
-    ModelSpec(
-        "h0-mini",
-        "H0-mini",
-        "foundation",
-        "vit_base_patch14_reg4_dinov2",
-        (
-            ("img_size", 224),
-            ("mlp_ratio", 5.33334),
-            ("reg_tokens", 4),
-            ("init_values", 1e-5),
-            ("global_pool", ""),
-            *_SWIGLU,
-        ),
-        *HOPTIMUS,
-        "cls+mean_patch",
-        1536,
-        85_739_520,
-        "bioptimus/H0-mini",
-        lora_augment="uni",
-        methods=_FM,
-        notes=(
-            "named in §3.2 but absent from Tables 2-3 and the authors' code; LoRA pipeline assumed",
-        ),
-    )
-)
-# Smoke-tier models: small, randomly initialised, reduced resolution (CPU in minutes).
-_add(
-    ModelSpec(
-        "smoke-vit",
-        "smoke ViT-Ti/16",
-        "smoke",
-        "vit_tiny_patch16_224",
-        (("img_size", 64), ("depth", 6)),
-        *IMAGENET,
-        "cls",
-        192,
-        None,
-        None,
-        img_size=64,
-        lora_augment="virchow",
-        methods=_FM,
-        init_note="random initialisation (smoke tier)",
-    )
-)
-_add(
-    ModelSpec(
-        "smoke-resnet",
-        "smoke ResNet10-T",
-        "smoke",
-        "resnet10t",
-        (),
-        *IMAGENET,
-        "pooled",
-        512,
-        None,
-        None,
-        img_size=64,
-        methods=("end_to_end",),
-        init_note="random initialisation (smoke tier)",
-    )
-)
-
-BASELINES = tuple(k for k, s in SPECS.items() if s.family == "baseline")
-FOUNDATION = tuple(k for k, s in SPECS.items() if s.family == "foundation")
-
-
-def get_spec(key: str) -> ModelSpec:
-    try:
-        return SPECS[key]
-    except KeyError:
-        raise InputError(f"unknown model {key!r}; known: {', '.join(SPECS)}") from None
-
-
-@contextlib.contextmanager
-def registered(spec: ModelSpec) -> Iterator[ModelSpec]:
-    """Temporarily add a spec (tests: tiny architectures through the real loading code)."""
-    if spec.key in SPECS:
-        raise ValueError(f"model {spec.key!r} is already registered")
-    SPECS[spec.key] = spec
-    try:
-        yield spec
-    finally:
-        SPECS.pop(spec.key, None)
 
 
 # --- building ------------------------------------------------------------------------------------
@@ -427,15 +88,20 @@ def parameter_count(key: str, head: str | None = None) -> int:
 
 
 def embed(model: nn.Module, spec: ModelSpec, x: torch.Tensor) -> torch.Tensor:
-    """The linear-probe embedding of a batch, following the model's recipe (MODELS.md)."""
+    """The linear-probe embedding of a batch (float N x embed_dim), following the model's recipe
+    (MODELS.md): pooled (timm's own pooling), cls (the class token), mean_patch (the mean of the
+    patch tokens) or cls+mean_patch (both concatenated); register tokens are never averaged."""
     feats = model.forward_features(x)
     if spec.embedding == "pooled":
         return model.forward_head(feats, pre_logits=True)
     cls = feats[:, 0]
     if spec.embedding == "cls":
         return cls
-    if spec.embedding == "cls+mean_patch":  # registers (prefix tokens after CLS) excluded
-        return torch.cat([cls, feats[:, model.num_prefix_tokens :].mean(dim=1)], dim=-1)
+    patches = feats[:, model.num_prefix_tokens :]  # prefix tokens: CLS and registers
+    if spec.embedding == "mean_patch":
+        return patches.mean(dim=1)
+    if spec.embedding == "cls+mean_patch":
+        return torch.cat([cls, patches.mean(dim=1)], dim=-1)
     raise ValueError(f"unknown embedding recipe {spec.embedding!r}")
 
 
@@ -448,11 +114,20 @@ def logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return out.reshape(out.shape[0])
 
 
-def wrap_lora(model: nn.Module) -> nn.Module:
-    """peft LoRA in the paper's configuration (the pattern also catches patch_embed.proj)."""
+def lora_config(spec: ModelSpec | None = None) -> dict[str, Any]:
+    """The paper's LoRA configuration, with a user model's own target modules where it names them."""
+    config = dict(LORA_CONFIG)
+    if spec is not None and spec.lora_targets is not None:
+        config["target_modules"] = list(spec.lora_targets)
+    return config
+
+
+def wrap_lora(model: nn.Module, spec: ModelSpec | None = None) -> nn.Module:
+    """peft LoRA in the paper's configuration (the pattern also catches patch_embed.proj); a
+    user model may name other target modules (`lora_config`)."""
     from peft import LoraConfig, get_peft_model
 
-    return get_peft_model(model, LoraConfig(**LORA_CONFIG))
+    return get_peft_model(model, LoraConfig(**lora_config(spec)))
 
 
 def lora_wrapped_modules(model: nn.Module) -> list[str]:
@@ -466,7 +141,7 @@ def lora_wrapped_modules(model: nn.Module) -> list[str]:
 def lora_trainable_count(key: str) -> int:
     """Trainable parameters after the LoRA wrap, head included (meta device)."""
     with torch.device("meta"):
-        model = wrap_lora(attach_head(build_backbone(key)))
+        model = wrap_lora(attach_head(build_backbone(key)), get_spec(key))
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
@@ -476,7 +151,7 @@ def lora_trainable_count(key: str) -> int:
 @dataclass(frozen=True)
 class WeightsLocation:
     path: Path  # the weights file
-    source: str  # "weights-dir" | "hf-cache"
+    source: str  # "weights-dir" | "hf-cache" | "models-file"
     config: Path | None
 
 
@@ -539,6 +214,14 @@ def find_weights(key: str, weights_dir: str | os.PathLike | None = None) -> Weig
     cache (the snapshot refs/main names, or its only snapshot). Raises WeightsMissing naming
     every folder searched, StrictLoadError for a weights file that is a folder."""
     spec = get_spec(key)
+    if spec.weights_file is not None:  # a user model: the one file its models file names
+        path = Path(spec.weights_file)
+        if path.is_file():
+            return WeightsLocation(path, "models-file", None)
+        raise WeightsMissing(
+            f"weights of {spec.name} ({key}) not found: {path} does not exist "
+            f"(named by {spec.source_file})"
+        )
     if spec.weights_repo is None:
         raise ValueError(f"{key} has no pretrained weights ({spec.init_note})")
     searched = []
@@ -731,6 +414,7 @@ def model_table(weights_dir: str | os.PathLike | None = None) -> list[dict[str, 
                 "key": key,
                 "name": spec.name,
                 "family": spec.family,
+                "in_paper": list(spec.paper_methods),
                 "arch": spec.arch,
                 "methods": list(spec.methods),
                 "parameters": parameter_count(key),
@@ -739,6 +423,7 @@ def model_table(weights_dir: str | os.PathLike | None = None) -> list[dict[str, 
                 "embedding_dim": spec.embed_dim,
                 "lora_trainable": lora_trainable_count(key) if "lora" in spec.methods else None,
                 "weights_repo": spec.weights_repo,
+                "weights_file": spec.weights_file,
                 "weights": "not needed"
                 if present is None
                 else ("present" if present else "missing"),
@@ -766,7 +451,7 @@ def cli_models(args) -> int:
     for r in rows:
         table.add_row(
             r["key"],
-            r["name"],
+            r["name"] + (" (user)" if r["family"] == "user" else ""),
             f"{r['parameters']:,}",
             f"{r['parameters_1_logit']:,}",
             f"{r['embedding_dim']} {r['embedding']}",

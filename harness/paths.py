@@ -1,4 +1,7 @@
-"""Where things live: data root, weights, caches. Flags win over environment variables."""
+"""Where things live: data root, weights, caches, outputs. Flags win over environment variables.
+
+Outputs (runs/, reports/, .cache/) go under the current working directory, never into the
+installed package; the claim registry (expected_results/) is package data of `harness`."""
 
 from __future__ import annotations
 
@@ -6,14 +9,23 @@ import os
 import tempfile
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-EXPECTED_RESULTS = REPO_ROOT / "expected_results"
+REPO_ROOT = Path(__file__).resolve().parent.parent  # the source checkout (not in an install)
+
+
+def _expected_results() -> Path:
+    """The checkout's expected_results/, else the copy a wheel installs as harness/expected_results."""
+    checkout = REPO_ROOT / "expected_results"
+    return checkout if checkout.is_dir() else Path(__file__).resolve().parent / "expected_results"
+
+
+EXPECTED_RESULTS = _expected_results()
 FIXTURES = REPO_ROOT / "fixtures"
 SYNTHETIC_FIXTURE = FIXTURES / "synthetic"
 
 DATA_ENV = "AMIBR_DATA_ROOT"
 WEIGHTS_ENV = "AMIBR_WEIGHTS"
 CACHE_ENV = "AMIBR_CACHE"
+MODELS_ENV = "AMIBR_MODELS"  # a user's models file (harness.userfile), as --models FILE
 
 # Where the read-only shared checkout keeps the authors' datasets (dev machines and CI).
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data" / "amibr-benchmark"
@@ -73,12 +85,17 @@ def weights_dir(flag: str | os.PathLike | None = None) -> Path | None:
     return path
 
 
+def output_dir(name: str) -> Path:
+    """Default home of an output folder (runs, reports): under the current working directory."""
+    return Path.cwd() / name
+
+
 def cache_dir(flag: str | os.PathLike | None = None) -> Path:
     """Decoded images and embeddings are cached here (never inside the data root): the flag, else
-    $AMIBR_CACHE, else .cache/ of the checkout. Created when absent; raises InputError when it is
-    a file or cannot be written in."""
+    $AMIBR_CACHE, else .cache/ in the current working directory. Created when absent; raises
+    InputError when it is a file or cannot be written in."""
     value = flag or os.environ.get(CACHE_ENV)
-    path = Path(value).expanduser() if value else REPO_ROOT / ".cache"
+    path = Path(value).expanduser() if value else output_dir(".cache")
     writable_dir(path, "cache folder" if flag or not value else f"${CACHE_ENV}")
     path.mkdir(parents=True, exist_ok=True)
     return path.resolve()

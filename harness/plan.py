@@ -10,24 +10,22 @@ from typing import Any
 
 import torch
 
-from harness import models, paths
+from harness import models, paths, registry
 from harness.config import RunConfig, config_name, hyperparameters
 from harness.store import Store
 
 # --- the plan (Table 3) ---------------------------------------------------------------------------
 
-# Table 3's rows, in the paper's order.
-FOUNDATION_KEYS = (
-    "uni", "uni2-h", "virchow", "virchow2", "prov-gigapath", "h-optimus-0", "h-optimus-1",
-)  # fmt: skip
-PAPER_PLAN: tuple[tuple[str, str], ...] = (
-    ("efficientnetv2-m", "end_to_end"),
-    ("vit-l16", "end_to_end"),
-    ("swin-b", "end_to_end"),
-    *((k, "linear_probe") for k in FOUNDATION_KEYS),
-    *((k, "lora") for k in FOUNDATION_KEYS),
-)
-EXTRA_PLAN: tuple[tuple[str, str], ...] = (("h0-mini", "linear_probe"), ("h0-mini", "lora"))
+# Derived from the registry (harness.registry): each spec carries its Table 3 row and methods.
+PAPER_PLAN: tuple[tuple[str, str], ...] = registry.paper_plan()  # Table 3, in the paper's order
+EXTRA_PLAN: tuple[tuple[str, str], ...] = registry.extra_plan()  # H0-mini: named, never run
+FOUNDATION_KEYS = tuple(k for k, m in PAPER_PLAN if m == "linear_probe")
+
+
+def configurations() -> tuple[tuple[str, str], ...]:
+    """Every configuration the harness plans: Table 3, the extras, then the registered user
+    models (`--models FILE`) in the order of their models file."""
+    return PAPER_PLAN + EXTRA_PLAN + registry.user_plan()
 
 
 def missing_for(key: str, weights_dir=None, *, cuda: bool | None = None) -> list[str]:
@@ -36,7 +34,7 @@ def missing_for(key: str, weights_dir=None, *, cuda: bool | None = None) -> list
     cuda = torch.cuda.is_available() if cuda is None else cuda
     lacks = [] if cuda else ["a GPU"]
     if models.weights_present(key, weights_dir) is False:
-        lacks.append(f"the weights of {spec.name} ({spec.weights_repo})")
+        lacks.append(f"the weights of {spec.name} ({spec.weights_source})")
     return lacks
 
 
@@ -51,8 +49,8 @@ def plan_rows(
     far it got: its finished folds and results left by an older version of the configuration."""
     rows = []
     stale = store.stale({RunConfig(k, m, preset).label: RunConfig(k, m, preset).hash
-                         for k, m in PAPER_PLAN + EXTRA_PLAN}) if store else {}  # fmt: skip
-    for key, method in PAPER_PLAN + EXTRA_PLAN:
+                         for k, m in configurations()}) if store else {}  # fmt: skip
+    for key, method in configurations():
         spec = models.get_spec(key)
         lacks = missing_for(key, weights_dir)
         cfg = RunConfig(key, method, preset)
@@ -72,7 +70,8 @@ def plan_rows(
                 "config": config_name(key, method),
                 "model": spec.name,
                 "method": method,
-                "in_paper": (key, method) in PAPER_PLAN,
+                "in_paper": spec.in_paper(method),
+                "user": spec.user,
                 "weights": {None: "not needed", True: "present", False: "missing"}[
                     models.weights_present(key, weights_dir)
                 ],
@@ -88,9 +87,10 @@ def plan_rows(
 
 
 def cli_plan(args) -> int:
-    """`amibr-bench plan`: the 17 configurations of Table 3 (+ H0-mini) and what each needs."""
+    """`amibr-bench plan`: the 17 configurations of Table 3 (+ H0-mini, + the user's models of
+    `--models FILE`) and what each needs."""
     preset = getattr(args, "preset", "paper") or "paper"
-    folder = Path(getattr(args, "store", None) or paths.REPO_ROOT / "runs" / "full")
+    folder = Path(getattr(args, "store", None) or paths.output_dir("runs") / "full")
     try:
         store = Store(folder) if (folder / "configs").is_dir() else None
     except OSError as exc:
@@ -111,7 +111,8 @@ def cli_plan(args) -> int:
     for col in columns + (["folds done"] if store else []):
         table.add_column(col, overflow="fold")
     for r in rows:
-        name = f"{r['model']} / {r['method']}" + ("" if r["in_paper"] else " (extra)")
+        tag = "" if r["in_paper"] else " (user)" if r["user"] else " (extra)"
+        name = f"{r['model']} / {r['method']}{tag}"
         cells = [r["config"], name, r["weights"], "yes" if r["runnable"] else r["reason"]]
         if store:
             done = f"{len(r['folds_done'])}/5"

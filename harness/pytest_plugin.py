@@ -146,7 +146,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config)
     items = list(results.values())
     name = ctx.results.name if ctx.results else "none"
     flag = config.getoption("--claims-report", default=None)
-    out = Path(flag) if flag else paths.REPO_ROOT / "reports" / f"claims-{name}.md"
+    out = Path(flag) if flag else paths.output_dir("reports") / f"claims-{name}.md"
     tr = terminalreporter
     tr.section("amibr-bench claim report")
     counts = count_statuses(items)

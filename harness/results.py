@@ -22,10 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
-from harness import __version__, paths
-from harness.paths import EXPECTED_RESULTS, InputError
+from harness import __version__, paths, registry
+from harness.paths import EXPECTED_RESULTS, MODELS_ENV, InputError
+from harness.registry import METHODS
 
-METHODS = ("end_to_end", "linear_probe", "lora")
 TEST_SETS = ("AMi-Br", "AtNorM-Br", "AtNorM-MD")
 LABELS = ("Atypical", "Normal")
 METRICS = ("balanced_accuracy", "auroc", "pr_auc")
@@ -34,25 +34,13 @@ PRED_COLUMNS = ("model", "method", "dataset", "fold", "image", "label", "prob_at
 PAPER_SET = EXPECTED_RESULTS / "paper"
 MAX_LISTED = 12  # problems listed in one error message
 
-# Harness model keys -> the names the paper (and the authors' outputs) print.
+# Harness model keys and aliases -> the names the paper (and the authors' outputs) print, derived
+# from the registry; canonical_model also knows the user models registered with --models FILE.
 MODEL_NAMES = {
-    "uni": "UNI",
-    "uni2-h": "UNI2-h",
-    "virchow": "Virchow",
-    "virchow2": "Virchow2",
-    "prov-gigapath": "Prov-Gigapath",
-    "h-optimus-0": "H-Optimus-0",
-    "h-optimus-1": "H-Optimus-1",
-    "h0-mini": "H0-mini",
-    "vit-l16": "Vision Transformer",
-    "vit": "Vision Transformer",
-    "swin-b": "Swin Transformer",
-    "swin": "Swin Transformer",
-    "efficientnetv2-m": "EfficientNetV2",
-    "efficientnetv2": "EfficientNetV2",
-}
-_BY_LOWER = {k.lower(): v for k, v in MODEL_NAMES.items()} | {
-    v.lower(): v for v in MODEL_NAMES.values()
+    text: spec.name
+    for spec in registry.SPECS.values()
+    if not spec.user
+    for text in (spec.key, *spec.aliases)
 }
 
 
@@ -62,7 +50,30 @@ class ResultsError(InputError):
 
 def canonical_model(name: str) -> str:
     """The paper's name for a model given a harness key or any casing ('virchow2' -> 'Virchow2')."""
-    return _BY_LOWER.get(name.strip().lower(), name.strip())
+    return registry.canonical_name(name)
+
+
+def declared_models(manifest: Mapping) -> set[str]:
+    """Result names of the user models a results set's manifest describes (the harness records
+    each configuration's model spec under configs[...]['settings']['model']), so a set with a
+    user's model loads without its models file."""
+    out = set()
+    configs = manifest.get("configs")
+    for entry in configs.values() if isinstance(configs, dict) else ():
+        settings = entry.get("settings") if isinstance(entry, dict) else None
+        spec = settings.get("model") if isinstance(settings, dict) else None
+        if isinstance(spec, dict) and spec.get("family") == registry.USER and spec.get("name"):
+            out.add(str(spec["name"]).strip())
+    return out
+
+
+def _model_problem(model: str, declared: set[str]) -> str | None:
+    if model.lower() in registry.name_index() or model in declared:
+        return None
+    return (
+        f"unknown model {model!r}: not in the model registry nor described by manifest.json "
+        f"(a user's own model: pass its models file with --models FILE or ${MODELS_ENV})"
+    )
 
 
 def config_key(model: str, method: str) -> str:
@@ -228,10 +239,13 @@ def _raise(source: str, problems: list[str]) -> None:
     raise ResultsError(f"{source}: {len(problems)} problem(s):\n  " + "\n  ".join(shown) + more)
 
 
-def validate_fold_rows(rows: Iterable[Mapping], source: str = "fold_metrics.csv") -> list[FoldRow]:
+def validate_fold_rows(
+    rows: Iterable[Mapping], source: str = "fold_metrics.csv", declared: Iterable[str] = ()
+) -> list[FoldRow]:
     """Check fold-metric rows (dicts keyed by FOLD_COLUMNS); one ResultsError lists every problem.
 
-    Checks: columns, numbers in [0, 1], known method and test set, no duplicate
+    Checks: columns, numbers in [0, 1], a model of the registry (or one of the user models
+    `declared` by the set's manifest, see `declared_models`), known method and test set, no duplicate
     (model, method, dataset, fold), and no holes: within a configuration every test set has the
     same folds, and every configuration covers the same test sets.
     """
@@ -247,6 +261,7 @@ def validate_fold_rows(rows: Iterable[Mapping], source: str = "fold_metrics.csv"
         )
     out: list[FoldRow] = []
     seen: dict[tuple, int] = {}
+    declared = set(declared)
     for i, raw in enumerate(rows, start=2):  # line 1 is the header
         where = f"line {i}"
         model = str(raw.get("model") or "").strip()
@@ -255,6 +270,9 @@ def validate_fold_rows(rows: Iterable[Mapping], source: str = "fold_metrics.csv"
         bad = False
         if not model:
             problems.append(f"{where}: empty model")
+            bad = True
+        elif problem := _model_problem(model, declared):
+            problems.append(f"{where}: {problem}")
             bad = True
         if method not in METHODS:
             problems.append(f"{where}: unknown method {method!r} (one of {', '.join(METHODS)})")
@@ -400,7 +418,6 @@ def load_results_set(spec: str | os.PathLike = "paper") -> ResultsSet:
         )
     if not metrics_file.is_file():
         raise ResultsError(f"{metrics_file}: missing (every results set needs fold_metrics.csv)")
-    rows = validate_fold_rows(_read_csv(metrics_file), str(metrics_file))
     manifest: dict = {}
     manifest_file = folder / "manifest.json"
     if manifest_file.is_file():
@@ -413,6 +430,7 @@ def load_results_set(spec: str | os.PathLike = "paper") -> ResultsSet:
         if not isinstance(manifest.get("configs", {}), dict):
             raise ResultsError(f"{manifest_file}: 'configs' must map '<model>|<method>' to objects")
     _check_digests(folder, manifest)
+    rows = validate_fold_rows(_read_csv(metrics_file), str(metrics_file), declared_models(manifest))
     predictions = None
     pred_file = folder / "predictions.csv"
     if pred_file.is_file():
@@ -484,8 +502,16 @@ def write_results_set(
     `harness_version` are filled in when absent.
     """
     folder = Path(directory)
+    if manifest is None:
+        old_manifest = folder / "manifest.json"
+        try:
+            manifest = json.loads(old_manifest.read_text()) if old_manifest.is_file() else {}
+        except ValueError as exc:
+            raise ResultsError(f"{old_manifest}: not valid JSON ({exc})") from exc
     fold_dicts = [_as_dict(r) for r in fold_rows]
-    rows = validate_fold_rows(fold_dicts, str(folder / "fold_metrics.csv"))
+    rows = validate_fold_rows(
+        fold_dicts, str(folder / "fold_metrics.csv"), declared_models(manifest)
+    )
     texts = {"fold_metrics.csv": _csv_text(FOLD_COLUMNS, [_as_dict(r) for r in rows])}
     if predictions is not None:
         pred_dicts = [_as_dict(p) for p in predictions]
@@ -494,12 +520,6 @@ def write_results_set(
     elif (folder / "predictions.csv").is_file():
         old = folder / "predictions.csv"
         validate_predictions(_read_csv(old), rows, str(old))
-    if manifest is None:
-        old_manifest = folder / "manifest.json"
-        try:
-            manifest = json.loads(old_manifest.read_text()) if old_manifest.is_file() else {}
-        except ValueError as exc:
-            raise ResultsError(f"{old_manifest}: not valid JSON ({exc})") from exc
     full = dict(manifest)
     full.setdefault("created", datetime.now(timezone.utc).isoformat(timespec="seconds"))
     full.setdefault("harness_version", __version__)

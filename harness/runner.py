@@ -217,7 +217,7 @@ def run_config(
         else:
             model = models.attach_head(copy.deepcopy(backbone.model))
             if cfg.method == "lora":
-                model = models.wrap_lora(model)
+                model = models.wrap_lora(model, spec)
         model.to(device)
         train = task.pool_folds != fold
         val = task.pool_folds == fold
@@ -402,7 +402,7 @@ def cli_run(args) -> int:
     if not cfg.spec.random_init:
         models.find_weights(key, weights_dir)  # fail before any data work
     store_dir = (
-        Path(args.store) if getattr(args, "store", None) else paths.REPO_ROOT / "runs" / args.tier
+        Path(args.store) if getattr(args, "store", None) else paths.output_dir("runs") / args.tier
     )
     store = Store(store_dir)
     folds_source = getattr(args, "folds_source", None) or "authors"

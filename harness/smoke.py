@@ -175,7 +175,7 @@ def cli_smoke(args) -> int:
     console = Console()
     t0 = time.perf_counter()
     torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
-    store_root = Path(args.store) if args.store else paths.REPO_ROOT / "runs" / "smoke"
+    store_root = Path(args.store) if args.store else paths.output_dir("runs") / "smoke"
     synth_root = paths.SYNTHETIC_FIXTURE
     if not synth_root.is_dir():
         raise paths.MissingInputError(

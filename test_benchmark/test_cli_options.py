@@ -68,6 +68,7 @@ BAD = {  # validator -> (bad value, what the one line must say besides the optio
         ("cpu:1", "cpu is not supported"),
         (f"cuda:{torch.cuda.device_count() + 7}", "cuda"),
     ],
+    cli.MODELS_FILE: [(_DIR, "is a folder, expected a file"), ("{tmp}/absent", "does not exist")],
     cli.POSITIVE: [("0", "at least 1"), ("-3", "at least 1"), ("many", "not a whole number")],
     cli.NON_NEGATIVE: [("-1", "at least 0"), ("1.5", "not a whole number")],
 }

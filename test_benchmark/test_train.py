@@ -10,6 +10,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st_
+from paper_table3 import TABLE3
 
 from harness import (
     config,
@@ -26,24 +27,7 @@ from harness.claims import Claim, Context, evaluate
 from harness.results import load_results_set
 from harness.store import Store
 
-REFERENCE_CONFIGS = {
-    ("EfficientNetV2", "end_to_end"),
-    ("Vision Transformer", "end_to_end"),
-    ("Swin Transformer", "end_to_end"),
-    *(
-        (m, meth)
-        for m in (
-            "UNI",
-            "UNI2-h",
-            "Virchow",
-            "Virchow2",
-            "Prov-Gigapath",
-            "H-Optimus-0",
-            "H-Optimus-1",
-        )
-        for meth in ("linear_probe", "lora")
-    ),
-}
+REFERENCE_CONFIGS = set(TABLE3)
 QUICK = {
     "linear_probe": (("lr", 1e-2), ("max_epochs", 3)),
     "lora": (("lr", 3e-4), ("head_lr", 1e-2), ("max_epochs", 1)),

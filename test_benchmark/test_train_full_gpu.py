@@ -16,7 +16,7 @@ from harness.results import load_results_set
 
 pytestmark = pytest.mark.gpu
 
-FULL_STORE = paths.REPO_ROOT / "runs" / "full"
+FULL_STORE = paths.output_dir("runs") / "full"
 
 
 @pytest.fixture(scope="session")
