@@ -29,6 +29,9 @@ from harness.results import (
 
 PAPER_VERSION = "MELBA 2026:006 (arXiv 2506.21444v3)"
 NEEDS = ("data", "architecture", "results", "predictions", "weights", "run", "external")
+# Claim kinds whose evaluator reads the data tree; they must declare needs: data, which
+# evaluate() judges only on a public (not synthetic) tree.
+DATA_KINDS = ("dataset_figure", "slide_disjoint")
 RULES = ("exact", "abs", "rel", "printed", "fold_spread", "std_interval", "alpha")
 NON_CLAIM_FILES = ("deviations.yaml",)
 REQUIRED = ("id", "statement", "source", "section", "kind", "needs", "tolerance")
@@ -160,6 +163,11 @@ def _claim_from(raw: Any, file: Path, index: int) -> Claim:
     if raw["kind"] not in EVALUATORS:
         raise RegistryError(
             f"{where}: unknown kind {raw['kind']!r} (known: {', '.join(sorted(EVALUATORS))})"
+        )
+    if (raw["kind"] in DATA_KINDS) != (raw["needs"] == "data"):
+        raise RegistryError(
+            f"{where}: kind {raw['kind']!r} with needs {raw['needs']!r}: the kinds that read the "
+            f"data tree ({', '.join(DATA_KINDS)}) and only they have needs 'data'"
         )
     params = raw.get("params") or {}
     if not isinstance(params, dict):
@@ -656,8 +664,12 @@ def eval_significance(claim: Claim, ctx: Context) -> Verdict:
         if len(pairs_x) < n_need:
             raise Inconclusive(f"{how}; the paper's test uses {n_need}")
         res = st.wilcoxon_paired(pairs_x, pairs_y, pairing=how)
-        higher = y_m if res.effect > 0 else x_m
-        effect = f"median difference {METHOD_WORDS[y_m]} - {METHOD_WORDS[x_m]} {res.effect:+.4f}"
+        effect = (
+            f"signed ranks of {METHOD_WORDS[y_m]} - {METHOD_WORDS[x_m]}: rank-biserial "
+            f"{res.effect:+.3f}, Hodges-Lehmann shift {res.shift:+.4f}; {res.n_tied} of "
+            f"{res.n_x} pairs tied (zero difference, left out of the ranks: zero_method "
+            f"'{st.WILCOXON_ZERO_METHOD}')"
+        )
     else:
         vx = np.concatenate([c.values for c in xs])
         vy = np.concatenate([c.values for c in ys])
@@ -669,10 +681,10 @@ def eval_significance(claim: Claim, ctx: Context) -> Verdict:
         if vx.size < need_x or vy.size < need_y:
             raise Inconclusive(f"{how}; the paper's test uses {need_x} vs {need_y}")
         res = st.mann_whitney(vx, vy, pairing=how)
-        higher = x_m if res.effect > 0.5 else y_m
         effect = (
-            f"P({METHOD_WORDS[x_m]} > {METHOD_WORDS[y_m]}) = {res.effect:.3f}; pooled means "
-            f"{_f(vx.mean())} vs {_f(vy.mean())}"
+            f"P({METHOD_WORDS[x_m]} > {METHOD_WORDS[y_m]}) + P(tie)/2 = {res.effect:.3f} "
+            f"(common-language effect size; {res.n_tied} of {res.n_x * res.n_y} cross pairs "
+            f"tied); pooled means {_f(vx.mean())} vs {_f(vy.mean())}"
         )
     details = {
         "test": res.test,
@@ -682,14 +694,19 @@ def eval_significance(claim: Claim, ctx: Context) -> Verdict:
         "n_y": res.n_y,
         "pairing": how,
         "effect": res.effect,
+        "shift": res.shift,
+        "n_tied": res.n_tied,
     }
-    observed = f"p = {res.pvalue:.2g}, {METHOD_WORDS[higher]} higher"
+    higher = {"x": x_m, "y": y_m}.get(res.higher)
+    side = f"{METHOD_WORDS[higher]} higher" if higher else "neither higher"
+    observed = f"p = {res.pvalue:.2g}, {side}"
     text = f"{res.test} on {METRIC_WORDS[metric]}, {how}: p = {res.pvalue:.3g}; {effect}"
     if expected.get("higher") and higher != expected["higher"]:
+        shown = f"{METHOD_WORDS[higher]} is higher" if higher else "the ranks favour neither"
         return Verdict(
             st.FAILED,
             observed,
-            f"{METHOD_WORDS[higher]} is higher, not {METHOD_WORDS[expected['higher']]}; {text}",
+            f"{shown}, not {METHOD_WORDS[expected['higher']]}; {text}",
             details,
         )
     if expected.get("significant") is True and not res.significant(alpha):
@@ -973,12 +990,25 @@ def eval_parameter_similarity(claim: Claim, ctx: Context) -> Verdict:
     return Verdict(st.PASSED if ratio <= p["max_ratio"] else st.FAILED, round(ratio, 2), text)
 
 
+def _data_absence(ctx: Context) -> str | None:
+    """Why a claim on the data tree cannot be judged here (None: it can): no tree, or a synthetic
+    one, whose figures are made up and so must never pass or fail a statement of the paper."""
+    if ctx.data_root is None:
+        return f"needs the public datasets at {ctx.data_hint} (--data-root or ${paths.DATA_ENV})"
+    if data.is_synthetic(ctx.data_root):
+        return (
+            f"{ctx.data_root} is a synthetic tree (its {data.SYNTHETIC_MARKER} file says so): "
+            "its figures are made up, so the paper's dataset statements are judged on the "
+            "public datasets only"
+        )
+    return None
+
+
 def eval_dataset(claim: Claim, ctx: Context) -> Verdict:
     """Dataset figures and slide disjointness, judged by harness.data on the public datasets."""
-    if ctx.data_root is None:
-        raise NotRun(
-            f"needs the public datasets at {ctx.data_hint} (--data-root or ${paths.DATA_ENV})"
-        )
+    absent = _data_absence(ctx)
+    if absent:
+        raise NotRun(absent)
     if claim.kind == "slide_disjoint":
         rows = splits.author_folds(ctx.data_root)
         observed = not splits.slide_overlaps(rows, between=claim.params.get("between", "all"))
@@ -1086,6 +1116,8 @@ def evaluate(claim: Claim, ctx: Context, *, strict: bool = False) -> ClaimResult
     run" with an ERROR reason and counts as unexpected, so the report's exit code shows it."""
     if claim.needs in ("results", "predictions", "run") and ctx.results is None:
         return ClaimResult(claim, Verdict(st.NOT_RUN, reason="no results set was given"))
+    if claim.needs == "data" and _data_absence(ctx):
+        return ClaimResult(claim, Verdict(st.NOT_RUN, reason=_data_absence(ctx)))
     if claim.needs == "weights" and ctx.weights_dir is None:
         return ClaimResult(
             claim,

@@ -341,7 +341,14 @@ def build_parser() -> argparse.ArgumentParser:
     experts.set_defaults(func=_handler("experts", "cli_experts"))
 
     # --- claims and report (harness.report) ---------------------------------------------------
-    claims = sub.add_parser("claims", help="judge every claim of the paper against a results set")
+    claims_help = "judge every claim of the paper against a results set"
+    claims = sub.add_parser(
+        "claims",
+        help=claims_help,
+        description=f"{claims_help.capitalize()}. Exit status: 0 = every verdict as expected; "
+        "1 = an unexpected verdict (a failure, a known contradiction that passed, or a claim the "
+        "harness could not judge); 2 = bad input (a results set, claim registry, path or option).",
+    )
     claims.add_argument(
         "--results",
         default="paper",

@@ -7,6 +7,7 @@ observe ..., verdict", grouped by the paper's sections, with the deviation ledge
 from __future__ import annotations
 
 import base64
+import contextlib
 import html
 import io
 import json
@@ -14,6 +15,7 @@ import math
 import sys
 import tempfile
 from collections import Counter, defaultdict
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from xml.etree import ElementTree as ET
@@ -35,6 +37,7 @@ from harness.claims import (
     load_deviations,
     split_config,
 )
+from harness.paths import InputError
 from harness.results import TEST_SETS, ResultsError
 
 ICON = {st.PASSED: "✅", st.BETTER: "⬆️", st.FAILED: "❌", st.INCONCLUSIVE: "❔", st.NOT_RUN: "⏭️"}
@@ -779,15 +782,27 @@ def _cli_compare(args, ctx: Context, results: list[ClaimResult], claims) -> int:
     names = [c.results.name if c.results else "none" for c in (ctx, old_ctx)]
     text = comparison_text(rows, *names, fmt=fmt)
     if getattr(args, "out", None):
-        paths.atomic_write(args.out, text)
+        with _writing(args.out):
+            paths.atomic_write(args.out, text)
         print(f"regression check written to {args.out}")
     else:
         sys.stdout.write(text)
     return 1 if any(r["change"] in WORSE for r in rows) else 0
 
 
+@contextlib.contextmanager
+def _writing(out) -> Iterator[None]:
+    """A report that cannot be written where --out says is bad input (exit 2), not a bug."""
+    try:
+        yield
+    except OSError as exc:
+        raise InputError(f"{out}: cannot write the report there ({exc.strerror or exc})") from exc
+
+
 def cli_claims(args) -> int:
-    """`amibr-bench claims`: judge every claim; exit 0, 1 (unexpected results) or 2 (bad input)."""
+    """`amibr-bench claims`: judge every claim. Exit 0 = every verdict as expected, 1 = an
+    unexpected verdict (ClaimResult.unexpected: a failure, a known contradiction that passed, an
+    evaluator error; with --against: a claim that got worse), 2 = bad input (InputError)."""
     try:
         ctx = build_context(
             getattr(args, "results", "paper"),
@@ -802,7 +817,12 @@ def cli_claims(args) -> int:
     if getattr(args, "against", None):
         return _cli_compare(args, ctx, results, claims)
     out = Path(args.out) if getattr(args, "out", None) else None
-    text = render(results, ctx, getattr(args, "format", "md") or "md", out)
+    fmt = getattr(args, "format", "md") or "md"
+    if out is None:
+        text = render(results, ctx, fmt)
+    else:
+        with _writing(out):
+            text = render(results, ctx, fmt, out)
     _, line = _summary(results)
     if out is None:
         sys.stdout.write(text)

@@ -9,6 +9,7 @@ per-fold numbers in `expected_results/paper/`. Every problem with a file is repo
 from __future__ import annotations
 
 import csv
+import difflib
 import hashlib
 import io
 import json
@@ -19,12 +20,16 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from harness import __version__, paths, registry
+from harness import stats as st
 from harness.paths import EXPECTED_RESULTS, MODELS_ENV, InputError
 from harness.registry import METHODS
+from harness.splits import N_FOLDS
 
 TEST_SETS = ("AMi-Br", "AtNorM-Br", "AtNorM-MD")
 LABELS = ("Atypical", "Normal")
@@ -33,6 +38,9 @@ FOLD_COLUMNS = ("model", "method", "dataset", "fold", "balanced_accuracy", "auro
 PRED_COLUMNS = ("model", "method", "dataset", "fold", "image", "label", "prob_atypical")
 PAPER_SET = EXPECTED_RESULTS / "paper"
 MAX_LISTED = 12  # problems listed in one error message
+# How far a metric of fold_metrics.csv may lie from the same metric recomputed from
+# predictions.csv: rounding to 3 decimals or finer (the paper prints 4) plus float noise.
+AGREEMENT_TOLERANCE = 5e-4
 
 # Harness model keys and aliases -> the names the paper (and the authors' outputs) print, derived
 # from the registry; canonical_model also knows the user models registered with --models FILE.
@@ -46,6 +54,12 @@ MODEL_NAMES = {
 
 class ResultsError(InputError):
     """A results set is missing, incomplete or inconsistent; the message names the file."""
+
+
+def known_models() -> dict[str, str]:
+    """Every accepted spelling of a model name, lower case (key, result name, alias) -> its
+    result name: the registry's index (user models registered with --models included)."""
+    return registry.name_index()
 
 
 def canonical_model(name: str) -> str:
@@ -67,13 +81,22 @@ def declared_models(manifest: Mapping) -> set[str]:
     return out
 
 
-def _model_problem(model: str, declared: set[str]) -> str | None:
-    if model.lower() in registry.name_index() or model in declared:
-        return None
-    return (
-        f"unknown model {model!r}: not in the model registry nor described by manifest.json "
-        f"(a user's own model: pass its models file with --models FILE or ${MODELS_ENV})"
-    )
+def is_known_model(name: str, declared: Iterable[str] = ()) -> bool:
+    """A model of the registry (any spelling) or one of the user models a manifest declares."""
+    return name.strip().lower() in registry.name_index() or name.strip() in set(declared)
+
+
+def unknown_model(name: str) -> str:
+    """'unknown model 'Virchow 2' (did you mean 'Virchow2'?)': the closest known spelling
+    (difflib, case-insensitive) mapped to its result name, or the list of known names; a user's
+    own model needs its models file."""
+    known = registry.name_index()
+    close = difflib.get_close_matches(name.strip().lower(), list(known), n=1, cutoff=0.6)
+    hint = f"; a user's own model: pass its models file with --models FILE or ${MODELS_ENV}"
+    if close:
+        return f"unknown model {name!r} (did you mean {known[close[0]]!r}?{hint})"
+    names = ", ".join(sorted(set(known.values())))
+    return f"unknown model {name!r} (known: {names}{hint})"
 
 
 def config_key(model: str, method: str) -> str:
@@ -222,8 +245,10 @@ def _fold(value) -> tuple[int | None, str | None]:
         f = float(value)
     except (TypeError, ValueError):
         return None, f"fold {value!r} is not an integer"
-    if not f.is_integer() or f < 1:
-        return None, f"fold {value!r} is not an integer >= 1"
+    if not f.is_integer():
+        return None, f"fold {value!r} is not an integer"
+    if not 1 <= f <= N_FOLDS:
+        return None, f"fold {value!r} is not one of the protocol's folds 1-{N_FOLDS}"
     return int(f), None
 
 
@@ -262,6 +287,7 @@ def validate_fold_rows(
     out: list[FoldRow] = []
     seen: dict[tuple, int] = {}
     declared = set(declared)
+    unknown: dict[str, list[int]] = defaultdict(list)
     for i, raw in enumerate(rows, start=2):  # line 1 is the header
         where = f"line {i}"
         model = str(raw.get("model") or "").strip()
@@ -271,8 +297,8 @@ def validate_fold_rows(
         if not model:
             problems.append(f"{where}: empty model")
             bad = True
-        elif problem := _model_problem(model, declared):
-            problems.append(f"{where}: {problem}")
+        elif not is_known_model(model, declared):
+            unknown[model].append(i)
             bad = True
         if method not in METHODS:
             problems.append(f"{where}: unknown method {method!r} (one of {', '.join(METHODS)})")
@@ -306,9 +332,15 @@ def validate_fold_rows(
             continue
         seen[key] = i
         out.append(FoldRow(model, method, dataset, fold, **metrics))
+    problems += [_unknown_lines(name, lines) for name, lines in unknown.items()]
     _raise(source, problems)  # holes only make sense once every row is readable
     _raise(source, _holes(out))
     return out
+
+
+def _unknown_lines(name: str, lines: list[int]) -> str:
+    more = f" and {len(lines) - 1} more row(s)" if len(lines) > 1 else ""
+    return f"line {lines[0]}{more}: {unknown_model(name)}"
 
 
 def _holes(rows: list[FoldRow]) -> list[str]:
@@ -338,9 +370,19 @@ def _holes(rows: list[FoldRow]) -> list[str]:
 
 
 def validate_predictions(
-    rows: Iterable[Mapping], folds: list[FoldRow], source: str = "predictions.csv"
+    rows: Iterable[Mapping],
+    folds: list[FoldRow],
+    source: str = "predictions.csv",
+    fold_source: str = "fold_metrics.csv",
 ) -> list[Prediction]:
-    """Check per-image predictions; each (configuration, test set, fold) must exist in the folds."""
+    """Check per-image predictions against the fold rows (as validate_fold_rows returned them,
+    so that folds[k] is line k + 2 of fold_source); one ResultsError lists every problem.
+
+    Checks: columns, folds 1-5, labels, probabilities in [0, 1], known models, no duplicate
+    image, every (configuration, test set, fold) present in the folds, and agreement: each
+    fold's metrics recomputed from its predictions with stats.fold_metrics must match
+    fold_source within AGREEMENT_TOLERANCE (an inverted or mismatched predictions.csv would
+    otherwise draw ROC curves that contradict the claims judged on the fold metrics)."""
     rows = list(rows)
     problems: list[str] = []
     columns = set().union(*(r.keys() for r in rows)) if rows else set(PRED_COLUMNS)
@@ -351,6 +393,8 @@ def validate_predictions(
         )
     cells = {(r.model, r.method, r.dataset, r.fold) for r in folds}
     out, seen, orphan = [], set(), set()
+    unknown: dict[str, list[int]] = defaultdict(list)
+    names: dict[str, str] = {}  # raw model name -> canonical, once per distinct name
     for i, raw in enumerate(rows, start=2):
         where = f"line {i}"
         fold, problem = _fold(raw.get("fold"))
@@ -365,7 +409,13 @@ def validate_predictions(
         if problem:
             problems.append(f"{where}: prob_atypical {problem}")
             continue
-        model = canonical_model(str(raw.get("model") or ""))
+        name = str(raw.get("model") or "").strip()
+        if name not in names:
+            names[name] = canonical_model(name) if is_known_model(name) else ""
+        model = names[name]
+        if not model:
+            unknown[name].append(i)
+            continue
         key = (model, str(raw.get("method")).strip(), str(raw.get("dataset")).strip(), fold)
         image = str(raw.get("image") or "").strip()
         if key not in cells:
@@ -378,18 +428,52 @@ def validate_predictions(
             continue
         seen.add((key, image))
         out.append(Prediction(*key, image=image, label=label, prob_atypical=prob))
+    problems += [_unknown_lines(name, lines) for name, lines in unknown.items()]
     for key in sorted(orphan, key=str):
         problems.append(
             f"predictions for {' | '.join(map(str, key))} but fold_metrics.csv has no such fold"
         )
     _raise(source, problems)
+    _raise(source, _disagreements(out, folds, fold_source))
     return out
+
+
+def _disagreements(preds: list[Prediction], folds: list[FoldRow], fold_source: str) -> list[str]:
+    """Folds whose metrics, recomputed from their predictions, differ from the fold rows."""
+    by_cell: dict[tuple, list[Prediction]] = defaultdict(list)
+    for p in preds:
+        by_cell[(p.model, p.method, p.dataset, p.fold)].append(p)
+    problems = []
+    for line, row in enumerate(folds, start=2):
+        key = (row.model, row.method, row.dataset, row.fold)
+        cell = by_cell.get(key)
+        if not cell:
+            continue
+        name = f"{' | '.join(map(str, key[:3]))} | fold {row.fold}"
+        y = np.array([p.label == "Atypical" for p in cell])
+        try:
+            recomputed = st.fold_metrics(y, np.array([p.prob_atypical for p in cell], float))
+        except ValueError as exc:
+            problems.append(
+                f"{name}: its {len(cell)} predictions cannot give the metrics on {fold_source} "
+                f"line {line} ({exc})"
+            )
+            continue
+        for metric in METRICS:
+            printed = getattr(row, metric)
+            if printed is not None and abs(recomputed[metric] - printed) > AGREEMENT_TOLERANCE:
+                problems.append(
+                    f"{name}: {metric} from its {len(cell)} predictions is "
+                    f"{recomputed[metric]:.4f}, but {fold_source} line {line} says {printed:.4f} "
+                    f"(they may differ by {AGREEMENT_TOLERANCE} at most)"
+                )
+    return problems
 
 
 # --------------------------------------------------------------------------------- reading
 def _read_csv(path: Path) -> list[dict]:
     try:
-        with path.open(newline="", encoding="utf-8") as fh:
+        with path.open(newline="", encoding="utf-8-sig") as fh:  # a BOM is not data
             reader = csv.DictReader(fh)
             if reader.fieldnames is None:
                 _raise(str(path), ["the file is empty (no header)"])
@@ -418,28 +502,93 @@ def load_results_set(spec: str | os.PathLike = "paper") -> ResultsSet:
         )
     if not metrics_file.is_file():
         raise ResultsError(f"{metrics_file}: missing (every results set needs fold_metrics.csv)")
-    manifest: dict = {}
-    manifest_file = folder / "manifest.json"
-    if manifest_file.is_file():
-        try:
-            manifest = json.loads(manifest_file.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise ResultsError(f"{manifest_file}: not valid JSON ({exc})") from exc
-        if not isinstance(manifest, dict):
-            raise ResultsError(f"{manifest_file}: must hold a JSON object")
-        if not isinstance(manifest.get("configs", {}), dict):
-            raise ResultsError(f"{manifest_file}: 'configs' must map '<model>|<method>' to objects")
+    manifest = read_manifest(folder / "manifest.json")
     _check_digests(folder, manifest)
     rows = validate_fold_rows(_read_csv(metrics_file), str(metrics_file), declared_models(manifest))
     predictions = None
     pred_file = folder / "predictions.csv"
     if pred_file.is_file():
-        predictions = tuple(validate_predictions(_read_csv(pred_file), rows, str(pred_file)))
+        predictions = tuple(
+            validate_predictions(_read_csv(pred_file), rows, str(pred_file), str(metrics_file))
+        )
     name = manifest.get("name") or ("paper" if folder == PAPER_SET else folder.name)
     return ResultsSet(str(name), folder, tuple(rows), predictions, manifest)
 
 
 SET_FILES = ("fold_metrics.csv", "predictions.csv")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(strict=True, extra="allow")
+
+
+class ConfigEntry(_Strict):
+    """manifest.json configs['<model>|<method>']: what happened to one configuration."""
+
+    status: str | None = None
+    reason: str | None = None
+    hash: str | None = None
+    settings: dict[str, Any] = {}
+    folds: list[int] = []
+
+
+class Manifest(_Strict):
+    """The types of manifest.json's known fields (docs/ARCHITECTURE.md, results-set format);
+    other fields are kept as they are."""
+
+    name: str | None = None
+    tier: str | None = None
+    preset: str | None = None
+    data: str | None = None
+    protocol: str | None = None
+    created: str | None = None
+    harness_version: str | None = None
+    source: dict[str, Any] = {}
+    configs: dict[str, ConfigEntry] = {}
+    counters: dict[str, Any] = {}
+    notes: list[str] = []
+    stale: dict[str, list[str]] = {}
+    files: dict[str, str] | None = None
+
+
+def check_manifest(manifest: Any, path: str | os.PathLike) -> dict:
+    """The manifest itself if its known fields have the right types; else ResultsError naming
+    the file and every wrong field (e.g. configs['UNI|lora'].settings)."""
+    if not isinstance(manifest, dict):
+        raise ResultsError(f"{path}: must hold a JSON object, not {type(manifest).__name__}")
+    try:
+        Manifest.model_validate(manifest)
+    except ValidationError as exc:
+        _raise(
+            str(path),
+            [
+                f"field {_field(e['loc'])}: {e['msg'][:1].lower()}{e['msg'][1:]} (got {_short(e['input'])})"
+                for e in exc.errors()
+            ],
+        )
+    return manifest
+
+
+def _field(loc: tuple) -> str:
+    """('configs', 'UNI|lora', 'settings') -> "configs['UNI|lora'].settings"."""
+    parts = [f".{p}" if isinstance(p, str) and p.isidentifier() else f"[{p!r}]" for p in loc]
+    return "".join(parts).lstrip(".")
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def read_manifest(path: Path) -> dict:
+    """manifest.json of a results set, type-checked ({} when the set has none)."""
+    if not path.is_file():
+        return {}
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8-sig"))
+    except (OSError, ValueError) as exc:
+        raise ResultsError(f"{path}: not valid JSON ({exc})") from exc
+    return check_manifest(manifest, path)
 
 
 def _digest(data: bytes) -> str:
@@ -503,24 +652,21 @@ def write_results_set(
     """
     folder = Path(directory)
     if manifest is None:
-        old_manifest = folder / "manifest.json"
-        try:
-            manifest = json.loads(old_manifest.read_text()) if old_manifest.is_file() else {}
-        except ValueError as exc:
-            raise ResultsError(f"{old_manifest}: not valid JSON ({exc})") from exc
+        manifest = read_manifest(folder / "manifest.json")
     fold_dicts = [_as_dict(r) for r in fold_rows]
     rows = validate_fold_rows(
         fold_dicts, str(folder / "fold_metrics.csv"), declared_models(manifest)
     )
     texts = {"fold_metrics.csv": _csv_text(FOLD_COLUMNS, [_as_dict(r) for r in rows])}
+    metrics_name = str(folder / "fold_metrics.csv")
     if predictions is not None:
         pred_dicts = [_as_dict(p) for p in predictions]
-        validate_predictions(pred_dicts, rows, str(folder / "predictions.csv"))
+        validate_predictions(pred_dicts, rows, str(folder / "predictions.csv"), metrics_name)
         texts["predictions.csv"] = _csv_text(PRED_COLUMNS, pred_dicts)
     elif (folder / "predictions.csv").is_file():
         old = folder / "predictions.csv"
-        validate_predictions(_read_csv(old), rows, str(old))
-    full = dict(manifest)
+        validate_predictions(_read_csv(old), rows, str(old), metrics_name)
+    full = dict(check_manifest(manifest, folder / "manifest.json"))
     full.setdefault("created", datetime.now(timezone.utc).isoformat(timespec="seconds"))
     full.setdefault("harness_version", __version__)
     folder.mkdir(parents=True, exist_ok=True)

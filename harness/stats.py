@@ -32,57 +32,123 @@ PASSED, BETTER, FAILED, INCONCLUSIVE, NOT_RUN = (
 STATUSES = (PASSED, BETTER, FAILED, INCONCLUSIVE, NOT_RUN)
 
 
+# Zero differences in the Wilcoxon signed-rank test (scipy.stats.wilcoxon's zero_method).
+# "wilcox" (scipy's default, so most likely what the paper's Table 4 used) discards the tied
+# pairs: the test asks, among the pairs that differ, which side is higher, and the verdicts say
+# how many pairs tied. ("pratt" ranks the zeros and then drops their ranks; "zsplit" splits their
+# ranks between the signs: both let tied pairs weigh on the p-value.) The zeros are dropped
+# before calling scipy, because scipy picks its method (exact, permutation, normal
+# approximation) from the length before dropping them: 1 pair that differs among 35 would get
+# the normal approximation's p = 0.32 where the exact answer is 1.
+WILCOXON_ZERO_METHOD = "wilcox"
+
+
 @dataclass(frozen=True)
 class TestResult:
-    """Outcome of one hypothesis test, with how the samples were formed."""
+    """Outcome of one two-sided hypothesis test of two samples x and y.
+
+    effect: Wilcoxon: the matched-pairs rank-biserial correlation (R+ - R-) / (R+ + R-) of the
+    signed ranks of y - x, in [-1, 1] (> 0: y higher); Mann-Whitney U: the common-language effect
+    size P(X > Y) + P(X = Y) / 2, in [0, 1] (0.5: no difference). higher: "x", "y", or None when
+    the ranks favour neither side (never the plain median of the differences, which is 0 when
+    most pairs tie). shift: Hodges-Lehmann estimate of y - x (median of the Walsh averages of the
+    differences; Mann-Whitney: median of all differences y_j - x_i). n_tied: Wilcoxon: pairs with
+    zero difference (dropped by zero_method "wilcox"); Mann-Whitney: (x_i, y_j) pairs of equal
+    value (they count 1/2 in the effect)."""
 
     test: str
     statistic: float
     pvalue: float
     n_x: int
     n_y: int
-    effect: float  # median paired difference (y - x) or P(X > Y) for Mann-Whitney
+    effect: float
     pairing: str
+    higher: str | None = None
+    shift: float = 0.0
+    n_tied: int = 0
 
     def significant(self, alpha: float = ALPHA) -> bool:
         return self.pvalue < alpha
 
 
+def _side(y_score: float, x_score: float) -> str | None:
+    """Which sample the rank sums favour: "y", "x" or None (equal)."""
+    return "y" if y_score > x_score else "x" if x_score > y_score else None
+
+
+def signed_rank_sums(d) -> tuple[float, float]:
+    """(R+, R-): sums of the ranks of |d| over the positive and the negative differences, zero
+    differences dropped first (WILCOXON_ZERO_METHOD "wilcox"); ties get average ranks."""
+    d = np.asarray(d, float)
+    d = d[d != 0]
+    ranks = sps.rankdata(np.abs(d))
+    return float(ranks[d > 0].sum()), float(ranks[d < 0].sum())
+
+
 def wilcoxon_paired(x, y, *, pairing: str = "paired") -> TestResult:
-    """Two-sided Wilcoxon signed-rank test of y - x (exact for small n without ties)."""
+    """Two-sided Wilcoxon signed-rank test of d = y - x (scipy.stats.wilcoxon, zero_method
+    WILCOXON_ZERO_METHOD) on the n' pairs that differ: exact for n' <= 50 without ties among
+    |d|, exhaustive permutations for n' <= 13 with ties, else the tie-corrected normal
+    approximation (scipy's method="auto").
+
+    x, y: 1-d float arrays of equal length n >= 1 (pairs). The direction comes from the signed
+    ranks (R+ vs R-), never from the median difference. All pairs tied: p = 1, no side higher.
+    Raises ValueError for unequal or empty samples. Source: Table 4 (PROTOCOL.md, Evaluation)."""
     x, y = np.asarray(x, float), np.asarray(y, float)
     if x.shape != y.shape or x.size == 0:
         raise ValueError(
             f"paired samples must be equal-length and non-empty ({x.size} vs {y.size})"
         )
-    if np.all(y == x):  # no non-zero difference to rank: no evidence of any difference
-        return TestResult("Wilcoxon signed-rank", 0.0, 1.0, x.size, y.size, 0.0, pairing)
-    res = sps.wilcoxon(y, x, alternative="two-sided")
+    d = y - x
+    n_tied = int(np.sum(d == 0))
+    name = "Wilcoxon signed-rank"
+    if n_tied == d.size:  # no non-zero difference to rank: no evidence of any difference
+        return TestResult(name, 0.0, 1.0, x.size, y.size, 0.0, pairing, None, 0.0, n_tied)
+    r_plus, r_minus = signed_rank_sums(d)
+    res = sps.wilcoxon(d[d != 0], zero_method=WILCOXON_ZERO_METHOD, alternative="two-sided")
+    walsh = (d[:, None] + d[None, :])[np.triu_indices(d.size)] / 2
     return TestResult(
-        "Wilcoxon signed-rank",
+        name,
         float(res.statistic),
         float(res.pvalue),
         x.size,
         y.size,
-        float(np.median(y - x)),
+        (r_plus - r_minus) / (r_plus + r_minus),
         pairing,
+        _side(r_plus, r_minus),
+        float(np.median(walsh)),
+        n_tied,
     )
 
 
 def mann_whitney(x, y, *, pairing: str = "unpaired") -> TestResult:
-    """Two-sided Mann-Whitney U test; effect is P(X > Y) + P(X = Y)/2 (0.5 = no difference)."""
+    """Two-sided Mann-Whitney U test (scipy.stats.mannwhitneyu); U is x's statistic.
+
+    x, y: 1-d float arrays, non-empty. effect = U / (n_x n_y) = P(X > Y) + P(X = Y) / 2 (the
+    common-language effect size); the side whose U is larger is higher. All values equal: p = 1,
+    no side higher. Raises ValueError for an empty sample. Source: Table 4 (PROTOCOL.md)."""
     x, y = np.asarray(x, float), np.asarray(y, float)
     if x.size == 0 or y.size == 0:
         raise ValueError("Mann-Whitney U needs two non-empty samples")
-    res = sps.mannwhitneyu(x, y, alternative="two-sided")
+    pairs = x.size * y.size
+    diffs = y[None, :] - x[:, None]
+    n_tied = int(np.sum(diffs == 0))
+    if n_tied == pairs:  # every value equal: nothing to rank
+        u, p = pairs / 2, 1.0
+    else:
+        res = sps.mannwhitneyu(x, y, alternative="two-sided")
+        u, p = float(res.statistic), float(res.pvalue)
     return TestResult(
         "Mann-Whitney U",
-        float(res.statistic),
-        float(res.pvalue),
+        u,
+        p,
         x.size,
         y.size,
-        float(res.statistic) / (x.size * y.size),
+        u / pairs,
         pairing,
+        _side(pairs - u, u),
+        float(np.median(diffs)),
+        n_tied,
     )
 
 
@@ -175,22 +241,27 @@ def bootstrap_prediction_ci(
 
     The resampling is stratified by class (each class's images drawn from that class, its count
     kept), so that no resample lacks a class: balanced accuracy and AUROC stay defined even on a
-    test set with few atypical figures. probs_by_fold: array (folds x images), every fold's
-    model scoring the same images."""
+    test set with few atypical figures; a class of one image is that image in every resample.
+    is_atypical: bool array (images,); probs_by_fold: float array (folds x images), every fold's
+    model scoring the same images. Raises ValueError when a class is absent."""
     y = np.asarray(is_atypical, bool)
     p = np.atleast_2d(np.asarray(probs_by_fold, float))
     fn = PER_SAMPLE_METRICS[metric]
     if y.all() or (~y).all():
         raise ValueError(f"{metric} needs both classes among the images")
+    by_class = (np.flatnonzero(y), np.flatnonzero(~y))
+    drawn = tuple(idx for idx in by_class if idx.size > 1)
+    fixed = [idx for idx in by_class if idx.size == 1]
 
-    def stat(idx_atypical, idx_normal):
-        idx = np.concatenate([idx_atypical, idx_normal]).astype(int)
+    def stat(*resampled):
+        idx = np.concatenate([*resampled, *fixed]).astype(int)
         return float(np.mean([fn(y[idx], row[idx]) for row in p]))
 
-    by_class = (np.flatnonzero(y), np.flatnonzero(~y))
-    estimate = stat(*by_class)
+    estimate = stat(*drawn)
+    if not drawn:  # one image of each class: nothing to resample
+        return estimate, estimate, estimate
     res = sps.bootstrap(
-        by_class,
+        drawn,
         stat,
         vectorized=False,
         paired=False,

@@ -173,6 +173,61 @@ def test_better_results_are_passed_and_better(tmp_path, result_claims):
     assert cl.evaluate(claim, ctx).status == st.BETTER
 
 
+def rows_with_pairs(diffs: list[float], dataset: str = "AMi-Br") -> list[dict]:
+    """The paper's rows with LoRA = linear probe + diffs[k] in the k-th (model, fold) pair of
+    `dataset` (Wilcoxon pairs of the Table 4 claims)."""
+    rows = paper_rows()
+    probe = {
+        (r["model"], r["fold"]): float(r["balanced_accuracy"])
+        for r in rows
+        if r["method"] == "linear_probe" and r["dataset"] == dataset
+    }
+    order = sorted(probe)
+    for r in rows:
+        if r["method"] == "lora" and r["dataset"] == dataset:
+            pair = (r["model"], r["fold"])
+            r["balanced_accuracy"] = f"{probe[pair] + diffs[order.index(pair)]:.4f}"
+    return rows
+
+
+GAINS = [0.01 + 0.001 * k for k in range(12)]
+
+
+@pytest.mark.parametrize(
+    ("diffs", "status", "said"),
+    [
+        # 23 of 35 pairs tied, LoRA higher in the other 12: the median difference is 0
+        ([0.0] * 23 + GAINS, st.PASSED, "23 of 35 pairs tied"),
+        ([0.0] * 23 + [-g for g in GAINS], st.FAILED, "linear probe is higher, not LoRA"),
+        ([0.0] * 35, st.FAILED, "the ranks favour neither, not LoRA"),
+        ([0.0] * 30 + GAINS[:5], st.FAILED, "not significant"),  # exact p = 2/2^5 > 0.05
+    ],
+)
+def test_wilcoxon_claim_direction_comes_from_the_signed_ranks(
+    tmp_path, result_claims, diffs, status, said
+):
+    ctx = cl.build_context(make_set(tmp_path, rows_with_pairs(diffs)))
+    claim = next(c for c in result_claims if c.id == "t4.amibr.wilcoxon.lp-vs-lora")
+    v = cl.evaluate(claim, ctx, strict=True).verdict
+    assert v.status == status and said in v.reason, v.reason
+    assert f"{diffs.count(0.0)} of 35 pairs tied" in v.reason
+    assert v.details["n_tied"] == diffs.count(0.0)
+
+
+def test_mann_whitney_claim_with_no_difference_favours_neither(tmp_path, result_claims):
+    """All pooled values equal: P(X > Y) + P(X = Y)/2 = 0.5, so no side is higher (not the
+    second by default)."""
+    rows = paper_rows()
+    for r in rows:
+        if r["dataset"] == "AMi-Br":
+            r["balanced_accuracy"] = "0.7000"
+    ctx = cl.build_context(make_set(tmp_path, rows))
+    claim = next(c for c in result_claims if c.id == "t4.amibr.mwu.baseline-vs-lora")
+    v = cl.evaluate(claim, ctx, strict=True).verdict
+    assert v.status == st.FAILED and v.observed.endswith("neither higher")
+    assert "the ranks favour neither" in v.reason and "= 0.500" in v.reason
+
+
 def test_reversed_strategies_fail_the_wilcoxon_claim(tmp_path, result_claims):
     rows = paper_rows()
     swap = {"lora": "linear_probe", "linear_probe": "lora"}
@@ -224,7 +279,9 @@ def test_dataset_claims_need_the_data():
 
 
 def predictions_for(rows, sens, spec, n_pos=184, n_neg=642):
-    """Per-image predictions with exactly the given atypical-class sensitivity and specificity."""
+    """Per-image predictions with exactly the given atypical-class sensitivity and specificity,
+    the same in every fold; Virchow2 LoRA's AMi-Br rows of `rows` take the metrics they give
+    (fold_metrics.csv must agree with predictions.csv)."""
     out = []
     for fold in range(1, 6):
         for k in range(n_pos):
@@ -251,6 +308,14 @@ def predictions_for(rows, sens, spec, n_pos=184, n_neg=642):
                     "prob_atypical": 0.1 if k < round(spec * n_neg) else 0.9,
                 }
             )
+    fold = out[: n_pos + n_neg]
+    given = st.fold_metrics(
+        np.array([p["label"] == "Atypical" for p in fold]),
+        np.array([p["prob_atypical"] for p in fold]),
+    )
+    for r in rows:
+        if (r["model"], r["method"], r["dataset"]) == ("Virchow2", "lora", "AMi-Br"):
+            r.update(balanced_accuracy=given["balanced_accuracy"], auroc=given["auroc"])
     return out
 
 

@@ -1,5 +1,7 @@
-"""The dataset claims of expected_results/dataset.yaml: well formed, and judged by the claims
-engine on the synthetic fixture, where they must be able to say "failed"."""
+"""The dataset claims of expected_results/dataset.yaml: well formed, never judged on a synthetic
+tree (its figures are made up: "not run", never "failed"), and judged by the claims engine on a
+tree in the public layout, where they must be able to say "failed" (the synthetic fixture's
+figures, with its SYNTHETIC marker removed, stand in for a tree that disagrees with the paper)."""
 
 from __future__ import annotations
 
@@ -14,7 +16,19 @@ from harness import data, paths, splits, stats
 
 CLAIMS_FILE = paths.EXPECTED_RESULTS / "dataset.yaml"
 CLAIMS = yaml.safe_load(CLAIMS_FILE.read_text(encoding="utf-8"))["claims"]
-KINDS = ("dataset_figure", "slide_disjoint")
+KINDS = cl.DATA_KINDS
+
+
+def unmarked_copy(synth_root, folder):
+    """The synthetic fixture without its SYNTHETIC marker: a tree the engine judges."""
+    shutil.copytree(synth_root, folder)
+    (folder / data.SYNTHETIC_MARKER).unlink()
+    return folder
+
+
+@pytest.fixture(scope="module")
+def unmarked_root(synth_root, tmp_path_factory):
+    return unmarked_copy(synth_root, tmp_path_factory.mktemp("unmarked") / "data")
 
 
 def _judge(raw: dict, root) -> cl.ClaimResult:
@@ -33,7 +47,7 @@ def _judge(raw: dict, root) -> cl.ClaimResult:
     return cl.evaluate(claim, cl.Context(data_root=root), strict=True)
 
 
-def test_claims_file_is_well_formed(synth_root):
+def test_claims_file_is_well_formed(synth_root, unmarked_root):
     ids = [c["id"] for c in CLAIMS]
     assert len(ids) == len(set(ids)), "duplicate claim ids"
     figs = data.table1(synth_root)
@@ -44,9 +58,29 @@ def test_claims_file_is_well_formed(synth_root):
         if c["kind"] == "dataset_figure":
             # every field exists (a typo would otherwise only show up with the real data)
             data._lookup(figs[c["params"]["dataset"]], c["params"]["field"])
-        # the engine judges them on any tree; on the synthetic one the figures differ
-        result = _judge(c, synth_root)
+        # the engine judges them on any public-layout tree; on this one the figures differ
+        result = _judge(c, unmarked_root)
         assert result.status in ("passed", "failed"), (c["id"], result.verdict)
+
+
+@pytest.mark.parametrize("claim", CLAIMS, ids=[c["id"] for c in CLAIMS])
+def test_dataset_claims_are_not_run_on_a_synthetic_tree(synth_root, claim):
+    """Never "failed" (nor "passed") on made-up figures: "not run", saying why."""
+    result = _judge(claim, synth_root)
+    assert result.status == stats.NOT_RUN and not result.unexpected
+    assert f"{synth_root} is a synthetic tree" in result.verdict.reason
+
+
+def test_every_kind_that_reads_the_data_tree_needs_data():
+    """The synthetic-tree rule sits on needs: data; a data-reading kind without it is refused."""
+    assert {c["kind"] for c in CLAIMS} == set(cl.DATA_KINDS)
+    for kind in cl.DATA_KINDS:
+        raw = {**CLAIMS[0], "kind": kind, "needs": "results"}
+        with pytest.raises(cl.RegistryError, match="only they have needs 'data'"):
+            cl._claim_from(raw, CLAIMS_FILE, 1)
+    raw = {**CLAIMS[0], "kind": "table_cell", "needs": "data"}
+    with pytest.raises(cl.RegistryError, match="only they have needs 'data'"):
+        cl._claim_from(raw, CLAIMS_FILE, 1)
 
 
 @pytest.mark.parametrize(
@@ -80,8 +114,8 @@ def test_unknown_rule_or_field_is_an_error(synth_root):
         data.figure(synth_root, "AMi-Br", "nope")
 
 
-def test_figure_claim_on_synthetic_data(synth_root):
-    figs = data.table1(synth_root)
+def test_figure_claim_on_a_tree_that_differs(unmarked_root):
+    figs = data.table1(unmarked_root)
     claim = {
         "id": "t",
         "kind": "dataset_figure",
@@ -89,11 +123,11 @@ def test_figure_claim_on_synthetic_data(synth_root):
         "expected": figs["AMi-Br"]["source_counts"]["MIDOG21"],
         "tolerance": {"rule": "exact"},
     }
-    assert _judge(claim, synth_root).status == "passed"
-    assert _judge({**claim, "expected": claim["expected"] + 1}, synth_root).status == "failed"
+    assert _judge(claim, unmarked_root).status == "passed"
+    assert _judge({**claim, "expected": claim["expected"] + 1}, unmarked_root).status == "failed"
 
 
-def test_slide_disjoint_claim_fails_when_a_slide_is_shared(synth_root, tmp_path):
+def test_slide_disjoint_claim_fails_when_a_slide_is_shared(synth_root, unmarked_root, tmp_path):
     claim = {
         "id": "t",
         "kind": "slide_disjoint",
@@ -101,10 +135,9 @@ def test_slide_disjoint_claim_fails_when_a_slide_is_shared(synth_root, tmp_path)
         "expected": True,
         "tolerance": {"rule": "exact"},
     }
-    assert _judge(claim, synth_root).status == "passed"
+    assert _judge(claim, unmarked_root).status == "passed"
     # move one training figure onto a test slide, consistently in both CSVs
-    root = tmp_path / "data"
-    shutil.copytree(synth_root, root)
+    root = unmarked_copy(synth_root, tmp_path / "data")
     records = data.load_records(root, "AMi-Br")
     test_slide = next(r.slide for r in records if r.split == "test")
     victim = next(r for r in records if r.split == "train")

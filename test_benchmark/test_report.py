@@ -135,7 +135,7 @@ def test_roc_figure_only_with_predictions(tmp_path, judged):
     rows, preds = [], []
     for fold in (1, 2):
         rows.append({"model": "UNI", "method": "lora", "dataset": "AMi-Br", "fold": fold,
-                     "balanced_accuracy": 0.75, "auroc": 0.75, "pr_auc": ""})  # fmt: skip
+                     "balanced_accuracy": 0.5, "auroc": 0.75, "pr_auc": ""})  # fmt: skip
         preds += [
             {
                 "model": "UNI",

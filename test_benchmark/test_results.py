@@ -6,13 +6,16 @@ import csv
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as hs
 
-from harness import results
+from harness import results, stats
 from harness.results import (
     FOLD_COLUMNS,
+    PRED_COLUMNS,
+    SET_FILES,
     ResultsError,
     canonical_model,
     load_results_set,
@@ -163,11 +166,24 @@ def _preds(n: int = 4, step: float = 0.0) -> list[dict]:
     ]
 
 
+def agreeing(rows: list[dict], preds: list[dict]) -> list[dict]:
+    """The fold rows with each predicted fold's metrics recomputed from its predictions, as the
+    trainers write them (predictions.csv and fold_metrics.csv must agree)."""
+    rows = [dict(r) for r in rows]
+    for r in rows:
+        key = (r["model"], r["method"], r["dataset"], int(r["fold"]))
+        cell = [p for p in preds if (p["model"], p["method"], p["dataset"], int(p["fold"])) == key]
+        if cell:
+            y = np.array([p["label"] == "Atypical" for p in cell])
+            r.update(stats.fold_metrics(y, np.array([float(p["prob_atypical"]) for p in cell])))
+    return rows
+
+
 def test_write_then_load_round_trip(tmp_path):
     preds = _preds(6, step=0.1)
     out = write_results_set(
         tmp_path / "set",
-        grid(),
+        agreeing(grid(), preds),
         predictions=preds,
         manifest={"name": "mine", "configs": {"uni|lora": {"reason": "x"}}},
     )
@@ -195,7 +211,9 @@ def test_write_refuses_bad_rows_and_leaves_old_set(tmp_path):
 def test_an_export_interrupted_between_files_is_detected(tmp_path, monkeypatch):
     """The old set is fine; a crash after the new predictions.csv is in place (before the
     manifest) leaves a set that refuses to load, naming the file, instead of a silent mix."""
-    write_results_set(tmp_path, grid(), predictions=_preds(4), manifest={"name": "old"})
+    write_results_set(
+        tmp_path, agreeing(grid(), _preds(4)), predictions=_preds(4), manifest={"name": "old"}
+    )
     assert len(load_results_set(tmp_path).predictions) == 4
     real = results.paths.atomic_write
 
@@ -206,11 +224,15 @@ def test_an_export_interrupted_between_files_is_detected(tmp_path, monkeypatch):
 
     monkeypatch.setattr(results.paths, "atomic_write", crash_at_manifest)
     with pytest.raises(KeyboardInterrupt):
-        write_results_set(tmp_path, grid(), predictions=_preds(6), manifest={"name": "new"})
+        write_results_set(
+            tmp_path, agreeing(grid(), _preds(6)), predictions=_preds(6), manifest={"name": "new"}
+        )
     monkeypatch.undo()
     with pytest.raises(ResultsError, match=r"predictions.csv: does not match the sha256"):
         load_results_set(tmp_path)
-    write_results_set(tmp_path, grid(), predictions=_preds(6), manifest={"name": "new"})
+    write_results_set(
+        tmp_path, agreeing(grid(), _preds(6)), predictions=_preds(6), manifest={"name": "new"}
+    )
     assert len(load_results_set(tmp_path).predictions) == 6
 
 
@@ -227,8 +249,9 @@ def test_hand_edits_and_strays_are_named(tmp_path):
 
 
 def test_keeping_old_predictions_keeps_them_in_the_digest(tmp_path):
-    write_results_set(tmp_path, grid(), predictions=_preds(4), manifest={"name": "kept"})
-    write_results_set(tmp_path, grid())  # predictions and manifest kept
+    rows = agreeing(grid(), _preds(4))
+    write_results_set(tmp_path, rows, predictions=_preds(4), manifest={"name": "kept"})
+    write_results_set(tmp_path, rows)  # predictions and manifest kept
     rs = load_results_set(tmp_path)
     assert rs.name == "kept" and len(rs.predictions) == 4
 
@@ -240,7 +263,7 @@ def test_predictions_must_match_folds():
             "model": "UNI",
             "method": "lora",
             "dataset": "AMi-Br",
-            "fold": "9",
+            "fold": "4",  # within 1-5, but not among the folds of fold_metrics.csv
             "image": "a.png",
             "label": "Normal",
             "prob_atypical": "0.2",
@@ -270,3 +293,162 @@ def test_any_valid_numbers_are_accepted(vals):
     for r, v in zip(rows, vals, strict=True):
         r["auroc"] = repr(v)
     assert [x.auroc for x in validate_fold_rows(rows)] == vals
+
+
+# ------------------------------------------------------------------- results sets at the edges
+def hand_made_set(folder: Path, rows: list[dict], preds: list[dict] | None = None, bom=()):
+    """A results set written by another tool: plain CSVs, no manifest (so no digests); the files
+    named in `bom` start with a UTF-8 byte order mark, as spreadsheet programs write them."""
+    folder.mkdir(parents=True, exist_ok=True)
+    files = {"fold_metrics.csv": (FOLD_COLUMNS, rows), "predictions.csv": (PRED_COLUMNS, preds)}
+    for name, (columns, content) in files.items():
+        if content is not None:
+            text = results._csv_text(columns, content)
+            (folder / name).write_text(("\ufeff" if name in bom else "") + text, encoding="utf-8")
+    return folder
+
+
+@pytest.mark.parametrize("bom", [("fold_metrics.csv",), ("predictions.csv",), SET_FILES])
+def test_a_byte_order_mark_is_read_like_the_data_csvs(tmp_path, bom):
+    preds = _preds(6, step=0.1)
+    folder = hand_made_set(tmp_path / "set", agreeing(grid(), preds), preds, bom=bom)
+    rs = load_results_set(folder)
+    assert len(rs.rows) == 12 and len(rs.predictions) == 6
+    (folder / "manifest.json").write_text("\ufeff" + json.dumps({"name": "bom"}), "utf-8")
+    assert load_results_set(folder).name == "bom"
+
+
+def inverted(preds: list[dict]) -> list[dict]:
+    return [{**p, "prob_atypical": 1.0 - float(p["prob_atypical"])} for p in preds]
+
+
+def test_predictions_that_disagree_with_the_fold_metrics_are_refused(tmp_path):
+    """prob_atypical -> 1 - prob_atypical: the ROC figure would contradict the claims judged on
+    fold_metrics.csv. The error names both files, the row and both values."""
+    preds = _preds(6, step=0.1)
+    rows = agreeing(grid(), preds)
+    folder = hand_made_set(tmp_path / "set", rows, inverted(preds))
+    with pytest.raises(ResultsError) as err:
+        load_results_set(folder)
+    msg = str(err.value)
+    line = 2 + next(i for i, r in enumerate(rows) if r["model"] == "UNI" and r["fold"] == "1")
+    auroc = stats.fold_metrics(
+        np.array([p["label"] == "Atypical" for p in preds]),
+        1.0 - np.array([p["prob_atypical"] for p in preds]),
+    )["auroc"]
+    assert msg.startswith(f"{folder / 'predictions.csv'}: ")
+    assert f"UNI | lora | AMi-Br | fold 1: auroc from its 6 predictions is {auroc:.4f}" in msg
+    assert f"{folder / 'fold_metrics.csv'} line {line} says {rows[line - 2]['auroc']:.4f}" in msg
+    with pytest.raises(ResultsError, match="auroc from its 6 predictions"):
+        write_results_set(tmp_path / "w", rows, predictions=inverted(preds))
+    assert not (tmp_path / "w").exists()  # nothing written
+    write_results_set(tmp_path / "w", rows, predictions=preds)  # the agreeing set is fine
+
+
+@pytest.mark.parametrize(
+    ("metric", "delta", "ok"),
+    [("balanced_accuracy", 0.0004, True), ("auroc", -0.0004, True), ("pr_auc", 0.0006, False)],
+)
+def test_fold_metrics_rounded_within_the_tolerance_still_agree(metric, delta, ok):
+    preds = _preds(6, step=0.1)
+    rows = agreeing(grid(), preds)
+    first = next(r for r in rows if r["model"] == "UNI" and r["fold"] == "1")
+    first[metric] = f"{first[metric] + delta:.6f}"
+    folds = validate_fold_rows(rows)
+    if ok:
+        assert len(validate_predictions(preds, folds)) == 6
+    else:
+        with pytest.raises(ResultsError, match=f"{metric} from its 6 predictions"):
+            validate_predictions(preds, folds)
+
+
+def test_predictions_of_one_class_cannot_give_a_folds_metrics():
+    preds = [p for p in _preds(6, step=0.1) if p["label"] == "Normal"]
+    with pytest.raises(ResultsError, match="cannot give the metrics on fold_metrics.csv line"):
+        validate_predictions(preds, validate_fold_rows(grid()))
+
+
+@pytest.mark.parametrize(
+    ("name", "suggestion"),
+    [
+        ("Virchow 2", "Virchow2"),
+        ("UNI2h", "UNI2-h"),
+        ("Swin-Transformer", "Swin Transformer"),
+        ("H-Optimus0", "H-Optimus-0"),
+        ("prov-gigpath", "Prov-Gigapath"),
+    ],
+)
+@pytest.mark.parametrize("where", ["fold_metrics.csv", "predictions.csv"])
+def test_a_misspelt_model_is_named_with_the_closest_known_name(tmp_path, name, suggestion, where):
+    preds = _preds(6, step=0.1)
+    rows = agreeing(grid(), preds)
+    for r in rows if where == "fold_metrics.csv" else preds:
+        if r["model"] == "UNI":
+            r["model"] = name
+    folder = hand_made_set(tmp_path / "set", rows, preds)
+    with pytest.raises(ResultsError) as err:
+        load_results_set(folder)
+    assert str(err.value).startswith(str(folder / where))
+    assert f"unknown model {name!r} (did you mean {suggestion!r}?)" in str(err.value)
+
+
+def test_an_unknown_model_lists_the_known_names():
+    rows = [{**r, "model": "xq"} if r["model"] == "UNI" else r for r in grid()]
+    with pytest.raises(ResultsError, match=r"line 2 and 5 more row\(s\): unknown model 'xq'") as e:
+        validate_fold_rows(rows)
+    assert "(known: " in str(e.value) and "Virchow2" in str(e.value)
+    assert "1 problem(s)" in str(e.value)  # one line for the name, not one per row
+
+
+def test_every_model_the_registry_exports_is_known():
+    """Results sets the harness writes name models by the registry's display names."""
+    from harness import models
+
+    for key, spec in models.SPECS.items():
+        assert results.is_known_model(spec.name) and results.is_known_model(key), key
+        assert results.canonical_model(key) == spec.name
+
+
+@pytest.mark.parametrize("fold", ["0", "6", "7", "-1", "10"])
+@pytest.mark.parametrize("where", ["fold_metrics.csv", "predictions.csv"])
+def test_folds_outside_the_protocols_five_are_refused(fold, where):
+    preds = _preds(6, step=0.1)
+    rows = agreeing(grid(), preds)
+    for r in rows if where == "fold_metrics.csv" else preds:
+        if r["model"] == "UNI" and r["fold"] in ("1", 1):
+            r["fold"] = fold
+    with pytest.raises(ResultsError, match=f"fold '{fold}' is not one of the protocol's folds 1-5"):
+        validate_predictions(preds, validate_fold_rows(rows, where), where)
+
+
+WRONG_MANIFESTS = {
+    "configs": ({"configs": ["UNI|lora"]}, "field configs: "),
+    "files": ({"files": "fold_metrics.csv"}, "field files: "),
+    "settings": ({"configs": {"UNI|lora": {"settings": 8}}}, "field configs['UNI|lora'].settings"),
+    "entry": ({"configs": {"UNI|lora": "done"}}, "field configs['UNI|lora']: "),
+    "folds": ({"configs": {"UNI|lora": {"folds": "1-5"}}}, "field configs['UNI|lora'].folds"),
+    "name": ({"name": 7}, "field name: "),
+    "counters": ({"counters": [1, 2]}, "field counters: "),
+    "notes": ({"notes": "a note"}, "field notes: "),
+    "object": (["not", "an", "object"], "must hold a JSON object"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(WRONG_MANIFESTS))
+def test_manifest_fields_of_the_wrong_type_are_refused_at_load(tmp_path, capsys, case):
+    """Refused when the set loads (InputError naming manifest.json and the field, exit 2 from
+    the CLI), never an evaluator error halfway through the claims."""
+    from harness import cli
+
+    manifest, message = WRONG_MANIFESTS[case]
+    folder = hand_made_set(tmp_path / "set", grid())
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ResultsError, match=r"manifest\.json: ") as err:
+        load_results_set(folder)
+    assert message in str(err.value)
+    assert cli.main(["claims", "--results", str(folder), "--format", "json"]) == 2
+    stderr = capsys.readouterr().err
+    assert "manifest.json" in stderr and message in stderr and "Traceback" not in stderr
+    with pytest.raises(ResultsError, match=r"manifest\.json: "):
+        write_results_set(tmp_path / "w", grid(), manifest=manifest)
+    assert not (tmp_path / "w").exists()

@@ -15,7 +15,8 @@ def test_wilcoxon_exact_all_positive():
     # 5 positive differences: the exact two-sided p is 2 / 2^5 = 0.0625 (never below 0.05).
     r = st.wilcoxon_paired([0, 0, 0, 0, 0], [0.1, 0.2, 0.3, 0.4, 0.5])
     assert r.pvalue == pytest.approx(0.0625)
-    assert r.effect == pytest.approx(0.3) and r.n_x == 5 and not r.significant()
+    assert r.shift == pytest.approx(0.3) and r.n_x == 5 and not r.significant()
+    assert (r.effect, r.higher, r.n_tied) == (1.0, "y", 0)  # all signed ranks positive
 
 
 def test_wilcoxon_35_pairs_all_one_way_is_tiny():
@@ -30,7 +31,43 @@ def test_mann_whitney_exact_separated():
     # x entirely above y, 3 vs 3: two-sided exact p = 2 / C(6,3) = 0.1, P(X > Y) = 1.
     r = st.mann_whitney([4, 5, 6], [1, 2, 3])
     assert r.pvalue == pytest.approx(0.1)
-    assert r.effect == 1.0 and r.statistic == 9
+    assert r.effect == 1.0 and r.statistic == 9 and r.higher == "x"
+
+
+def test_wilcoxon_many_tied_pairs_go_to_the_higher_side():
+    """20 pairs, 12 tied, B higher in the other 8: the median difference is 0, yet the signed
+    ranks (and the claim) give the win to B, not to the first argument A."""
+    a = np.full(20, 0.70)
+    b = np.concatenate([np.full(12, 0.70), 0.70 + np.linspace(0.01, 0.08, 8)])
+    assert np.median(b - a) == 0.0
+    r = st.wilcoxon_paired(a, b)
+    assert (r.higher, r.n_tied, r.effect) == ("y", 12, 1.0) and r.shift > 0
+    assert r.pvalue == pytest.approx(2 / 2**8)  # exact: the 8 pairs that differ, all one way
+    assert st.wilcoxon_paired(b, a).higher == "x"
+
+
+def test_wilcoxon_p_comes_from_the_pairs_that_differ():
+    """One pair differs among 35: no evidence (p = 1), not the normal approximation's 0.32."""
+    r = st.wilcoxon_paired(np.zeros(35), np.r_[np.zeros(34), 0.01])
+    assert (r.pvalue, r.higher, r.n_tied) == (1.0, "y", 34)
+    r = st.wilcoxon_paired(np.zeros(35), np.r_[np.zeros(30), 0.01 * np.arange(1, 6)])
+    assert r.pvalue == pytest.approx(2 / 2**5) and not r.significant()  # exact on 5 pairs
+
+
+def test_wilcoxon_statistic_is_the_smaller_signed_rank_sum():
+    d = np.array([0.0, 0.3, -0.1, 0.2, -0.2, 0.5, 0.0])
+    r_plus, r_minus = st.signed_rank_sums(d)
+    # |d| ranks: 0.1 -> 1, 0.2 and 0.2 -> 2.5 each, 0.3 -> 4, 0.5 -> 5; the zeros are left out
+    assert (r_plus, r_minus) == (11.5, 3.5)
+    r = st.wilcoxon_paired(np.zeros(7), d)
+    assert r.statistic == min(r_plus, r_minus) and r.effect == pytest.approx(8 / 15)
+
+
+def test_mann_whitney_no_winner_when_ranks_balance():
+    r = st.mann_whitney([1, 2, 3], [3, 2, 1])
+    assert (r.effect, r.higher, r.pvalue) == (0.5, None, 1.0)
+    r = st.mann_whitney([0.5] * 15, [0.5] * 35)
+    assert (r.effect, r.higher, r.pvalue, r.n_tied) == (0.5, None, 1.0, 15 * 35)
 
 
 def test_paired_lengths_checked():
@@ -114,5 +151,6 @@ def test_paired_shift():
 def test_wilcoxon_of_identical_samples_is_p_one(recwarn):
     """Two strategies scoring alike in every fold (e.g. both at chance) show no difference."""
     r = st.wilcoxon_paired([0.5] * 35, [0.5] * 35)
-    assert r.pvalue == 1.0 and not r.significant() and r.effect == 0.0
+    assert r.pvalue == 1.0 and not r.significant() and r.effect == 0.0 and r.higher is None
+    assert r.n_tied == 35
     assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
