@@ -94,9 +94,9 @@ def unknown_model(name: str) -> str:
     close = difflib.get_close_matches(name.strip().lower(), list(known), n=1, cutoff=0.6)
     hint = f"; a user's own model: pass its models file with --models FILE or ${MODELS_ENV}"
     if close:
-        return f"unknown model {name!r} (did you mean {known[close[0]]!r}?{hint})"
+        return f"unknown model {name!r} (did you mean {known[close[0]]!r}?){hint}"
     names = ", ".join(sorted(set(known.values())))
-    return f"unknown model {name!r} (known: {names}{hint})"
+    return f"unknown model {name!r} (known: {names}){hint}"
 
 
 def config_key(model: str, method: str) -> str:
@@ -374,6 +374,7 @@ def validate_predictions(
     folds: list[FoldRow],
     source: str = "predictions.csv",
     fold_source: str = "fold_metrics.csv",
+    declared: Iterable[str] = (),
 ) -> list[Prediction]:
     """Check per-image predictions against the fold rows (as validate_fold_rows returned them,
     so that folds[k] is line k + 2 of fold_source); one ResultsError lists every problem.
@@ -411,7 +412,7 @@ def validate_predictions(
             continue
         name = str(raw.get("model") or "").strip()
         if name not in names:
-            names[name] = canonical_model(name) if is_known_model(name) else ""
+            names[name] = canonical_model(name) if is_known_model(name, declared) else ""
         model = names[name]
         if not model:
             unknown[name].append(i)
@@ -509,7 +510,13 @@ def load_results_set(spec: str | os.PathLike = "paper") -> ResultsSet:
     pred_file = folder / "predictions.csv"
     if pred_file.is_file():
         predictions = tuple(
-            validate_predictions(_read_csv(pred_file), rows, str(pred_file), str(metrics_file))
+            validate_predictions(
+                _read_csv(pred_file),
+                rows,
+                str(pred_file),
+                str(metrics_file),
+                declared_models(manifest),
+            )
         )
     name = manifest.get("name") or ("paper" if folder == PAPER_SET else folder.name)
     return ResultsSet(str(name), folder, tuple(rows), predictions, manifest)
@@ -653,6 +660,7 @@ def write_results_set(
     folder = Path(directory)
     if manifest is None:
         manifest = read_manifest(folder / "manifest.json")
+    manifest = check_manifest(manifest, folder / "manifest.json")
     fold_dicts = [_as_dict(r) for r in fold_rows]
     rows = validate_fold_rows(
         fold_dicts, str(folder / "fold_metrics.csv"), declared_models(manifest)
@@ -661,11 +669,19 @@ def write_results_set(
     metrics_name = str(folder / "fold_metrics.csv")
     if predictions is not None:
         pred_dicts = [_as_dict(p) for p in predictions]
-        validate_predictions(pred_dicts, rows, str(folder / "predictions.csv"), metrics_name)
+        validate_predictions(
+            pred_dicts,
+            rows,
+            str(folder / "predictions.csv"),
+            metrics_name,
+            declared_models(manifest),
+        )
         texts["predictions.csv"] = _csv_text(PRED_COLUMNS, pred_dicts)
     elif (folder / "predictions.csv").is_file():
         old = folder / "predictions.csv"
-        validate_predictions(_read_csv(old), rows, str(old), metrics_name)
+        validate_predictions(
+            _read_csv(old), rows, str(old), metrics_name, declared_models(manifest)
+        )
     full = dict(check_manifest(manifest, folder / "manifest.json"))
     full.setdefault("created", datetime.now(timezone.utc).isoformat(timespec="seconds"))
     full.setdefault("harness_version", __version__)
