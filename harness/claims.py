@@ -9,6 +9,7 @@ reason).
 from __future__ import annotations
 
 import importlib
+import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -252,7 +253,14 @@ def build_context(
     rs = load_results_set(results) if results is not None else None
     root = paths.data_root(data_root, required=False)
     hint = str(data_root or paths.os.environ.get(paths.DATA_ENV) or paths.SHARED_DATA)
-    return Context(rs, root, paths.weights_dir(weights_dir), hint)
+    ctx = Context(rs, root, paths.weights_dir(weights_dir), hint)
+    from harness import archfacts
+
+    try:  # architecture facts from the on-disk memo; without a usable cache, computed here
+        ctx.cache["archfacts"] = archfacts.ArchFacts(archfacts.cache_file())
+    except paths.InputError:
+        pass
+    return ctx
 
 
 # ---------------------------------------------------------------------------- cell helpers
@@ -887,14 +895,33 @@ def eval_config_count(claim: Claim, ctx: Context) -> Verdict:
     return Verdict(st.FAILED, observed, text)
 
 
+def _fact(ctx: Context, fact: str, key: str, compute):
+    """An architecture fact: from the on-disk memo (harness.archfacts) when the context has one
+    (contexts made by build_context), else computed once per Context. The memo is keyed by the
+    registry entry's digest and the LoRA settings, per torch/timm/peft version."""
+    cache = ctx.cache.setdefault("facts", {})
+    if (fact, key) not in cache:
+        memo = ctx.cache.get("archfacts")
+        if memo is None:
+            cache[(fact, key)] = compute()
+        else:
+            from harness import registry
+
+            salt = json.dumps(registry.LORA_CONFIG, sort_keys=True) if "lora" in fact else ""
+            digest = registry.get_spec(key).digest() + salt
+            cache[(fact, key)] = memo.get(fact, key, digest, compute)
+    return cache[(fact, key)]
+
+
 def _count(ctx: Context, key: str, head) -> int:
     """Parameters of a registry model built on the meta device. Imported late (it needs torch and
     timm); a registry that cannot build a model is an error, never a claim "not run"."""
-    cache = ctx.cache.setdefault("parameter_count", {})
-    if (key, head) not in cache:
+
+    def compute() -> int:
         models = importlib.import_module("harness.models")
-        cache[(key, head)] = int(models.parameter_count(key, head=head))
-    return cache[(key, head)]
+        return int(models.parameter_count(key, head=head))
+
+    return _fact(ctx, f"parameters:{head}", key, compute)
 
 
 def _meta_model(ctx: Context, key: str, lora: bool = False):
@@ -925,7 +952,15 @@ def eval_architecture_property(claim: Claim, ctx: Context) -> Verdict:
     """A property the paper states of an architecture (its family, patch size, window size),
     read from the model harness.models builds on the meta device."""
     p = claim.params
-    seen = {key: _attribute(_meta_model(ctx, key), p["attribute"]) for key in p["models"]}
+    seen = {
+        key: _fact(
+            ctx,
+            f"attribute:{p['attribute']}",
+            key,
+            lambda k=key: _attribute(_meta_model(ctx, k), p["attribute"]),
+        )
+        for key in p["models"]
+    }
     wrong = [f"{k}: {v}" for k, v in seen.items() if not _same(v, claim.expected)]
     text = f"{p['attribute']} of " + ", ".join(f"{k} {v}" for k, v in seen.items())
     if wrong:
@@ -937,16 +972,22 @@ def eval_lora_trainable(claim: Claim, ctx: Context) -> Verdict:
     """After the LoRA wrap only the adapters and the new head train; the backbone is frozen."""
     stray, counts = {}, {}
     for key in claim.params["models"]:
-        model = _meta_model(ctx, key, lora=True)
-        names = [n for n, q in model.named_parameters() if q.requires_grad]
-        counts[key] = sum(q.numel() for q in model.parameters() if q.requires_grad)
-        stray[key] = [
-            n
-            for n in names
-            if not any(t in n for t in ("lora_A.", "lora_B.", "head.modules_to_save."))
-        ]
-        if not any("head.modules_to_save." in n for n in names):
-            stray[key].append("(the head does not train)")
+
+        def compute(key=key) -> dict:
+            model = _meta_model(ctx, key, lora=True)
+            names = [n for n, q in model.named_parameters() if q.requires_grad]
+            extra = [
+                n
+                for n in names
+                if not any(t in n for t in ("lora_A.", "lora_B.", "head.modules_to_save."))
+            ]
+            if not any("head.modules_to_save." in n for n in names):
+                extra.append("(the head does not train)")
+            count = sum(q.numel() for q in model.parameters() if q.requires_grad)
+            return {"count": int(count), "stray": extra}
+
+        fact = _fact(ctx, "lora-trainable", key, compute)
+        counts[key], stray[key] = fact["count"], list(fact["stray"])
     wrong = {k: v for k, v in stray.items() if v}
     text = "trainable: " + ", ".join(f"{k} {_millions(n)}" for k, n in counts.items())
     if wrong:
@@ -1144,7 +1185,16 @@ def evaluate(claim: Claim, ctx: Context, *, strict: bool = False) -> ClaimResult
 
 
 def evaluate_all(claims: list[Claim], ctx: Context, *, strict: bool = False) -> list[ClaimResult]:
-    return [evaluate(c, ctx, strict=strict) for c in claims]
+    out = [evaluate(c, ctx, strict=strict) for c in claims]
+    save_facts(ctx)
+    return out
+
+
+def save_facts(ctx: Context) -> None:
+    """Write the architecture facts this context computed to the on-disk memo, if it has one."""
+    memo = ctx.cache.get("archfacts")
+    if memo is not None:
+        memo.save()
 
 
 def count_statuses(results: list[ClaimResult]) -> dict[str, int]:

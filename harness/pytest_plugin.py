@@ -140,9 +140,11 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config)
     results: dict[str, ClaimResult] = config.stash.get(RESULTS_KEY, {})
     if not results or CONTEXT_KEY not in config.stash:
         return
+    from harness.claims import save_facts
     from harness.report import render
 
     ctx = config.stash[CONTEXT_KEY]
+    save_facts(ctx)  # architecture facts computed by the claim tests, for the next run
     items = list(results.values())
     name = ctx.results.name if ctx.results else "none"
     flag = config.getoption("--claims-report", default=None)
