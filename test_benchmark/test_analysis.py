@@ -21,7 +21,7 @@ FOLD2 = np.array([0.72, 0.46, 0.78, 0.12, 0.64, 0.17])  # called atypical: i1, i
 
 
 def results_set(probs_by_fold, *, images=IMAGES, atypical=ATYPICAL, dataset="AMi-Br",
-                model="M", method="lora", per_fold_images=None) -> ResultsSet:  # fmt: skip
+                model="UNI", method="lora", per_fold_images=None) -> ResultsSet:  # fmt: skip
     """An in-memory results set of one configuration on one test set."""
     rows, preds = [], []
     for fold, probs in enumerate(probs_by_fold, start=1):
@@ -136,11 +136,11 @@ def test_threshold_chosen_on_validation_hand_example(hand):
     assert analysis.select_threshold([1, 1, 0, 0], [0.3, 0.35, 0.1, 0.2]) == pytest.approx(0.3)
     # BA 1 at 0.9 and at 0.5: the tie goes to 0.5
     assert analysis.select_threshold([1, 0], [0.9, 0.1]) == 0.5
-    validation = {("M", "lora", 1): ([1, 1, 0, 0], [0.3, 0.35, 0.1, 0.2])}
+    validation = {("UNI", "lora", 1): ([1, 1, 0, 0], [0.3, 0.35, 0.1, 0.2])}
     out = analysis.threshold_comparison(hand, validation)
     (row,) = out["rows"]
     assert out["available"] and "fold(s) 2" in row["note"]
-    validation[("M", "lora", 2)] = ([1, 0], [0.9, 0.1])
+    validation[("UNI", "lora", 2)] = ([1, 0], [0.9, 0.1])
     (row,) = analysis.threshold_comparison(hand, validation)["rows"]
     assert row["thresholds"] == pytest.approx([0.3, 0.5])
     # fold 1 at 0.3 calls i1-i4 atypical: sens 1, spec 2/3
@@ -152,7 +152,7 @@ def test_folds_on_different_images_are_refused():
     rs = results_set([FOLD1, FOLD2], per_fold_images=[IMAGES, ("x.png", *IMAGES[1:])])
     with pytest.raises(ResultsError, match="fold 2 predicts other images"):
         analysis.ensemble_metrics(rs)
-    no_preds = ResultsSet("bare", None, (FoldRow("M", "lora", "AMi-Br", 1, 0.5, 0.5),))
+    no_preds = ResultsSet("bare", None, (FoldRow("UNI", "lora", "AMi-Br", 1, 0.5, 0.5),))
     with pytest.raises(ResultsError, match="holds no per-image predictions"):
         analysis.calibration(no_preds)
 
