@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from harness import models
+from harness import models, provenance
 from harness.config import PRESET_NOTES, RunConfig
 from harness.plan import EXTRA_PLAN, PAPER_PLAN, missing_for, not_run_reason
 from harness.store import Store
@@ -100,7 +100,7 @@ def export_results(
 def _export(store, configs, out, name, tier, preset, data, weights_dir, counters, notes):
     from harness.results import config_key, write_results_set
 
-    rows, preds, entries = [], [], {}
+    rows, preds, entries, devices = [], [], {}, []
     for cfg in configs:
         folds = store.done_folds(cfg.hash)
         infos = []
@@ -109,6 +109,7 @@ def _export(store, configs, out, name, tier, preset, data, weights_dir, counters
             rows += m
             preds += p
             infos.append(info)
+            devices.append(str(info.get("device") or ""))
         ck = config_key(cfg.spec.name, cfg.method)
         entries[ck] = {
             "hash": cfg.hash,
@@ -135,6 +136,11 @@ def _export(store, configs, out, name, tier, preset, data, weights_dir, counters
         "counters": dict(counters or {}),
         "notes": list(notes),
         "stale": store.stale({c.label: c.hash for c in configs}),
+        # Versions, commit, device and precision behind these numbers (harness.provenance).
+        "provenance": provenance.collect(
+            ", ".join(sorted(set(d for d in devices if d))) or None,
+            ", ".join(sorted({str(c.describe().get("precision", "fp32")) for c in configs})),
+        ),
     }
     for row in preds:
         row["prob_atypical"] = float(row["prob_atypical"])

@@ -30,6 +30,9 @@ def test_an_unchanged_rerun_is_bit_identical(baseline, tmp_path) -> None:
     cmp = regression.compare_sets(load_results_set(new), load_results_set(baseline))
     assert not cmp.changed, cmp.text()
     assert "unchanged" in cmp.text()
+    recorded = load_results_set(new).manifest["provenance"]  # every exported set carries it
+    assert set(provenance.FIELDS) <= set(recorded) and recorded["precision"] == "fp32"
+    assert recorded["torch"] and recorded["device"].startswith("cpu")
 
 
 def test_a_recipe_change_fails_naming_the_configuration(baseline, tmp_path, monkeypatch) -> None:
