@@ -1,4 +1,5 @@
-"""Sessions: tests (CPU suite), smoke (main job), full_gpu (paper protocol), claims, bench, lint."""
+"""Sessions: tests (CPU suite), smoke (main job), full_gpu (paper protocol), gpu_check (GPU
+acceptance in minutes), claims, bench, lint."""
 
 from __future__ import annotations
 
@@ -13,6 +14,14 @@ PYTHON = None  # the interpreter nox runs under (3.11 here)
 
 def _install(session: nox.Session, extras: str = "test") -> None:
     session.install("-e", f".[{extras}]")
+
+
+def _require_cuda(session: nox.Session) -> None:
+    has_cuda = session.run(
+        "python", "-c", "import torch; print(int(torch.cuda.is_available()))", silent=True
+    )
+    if not has_cuda or has_cuda.strip() != "1":
+        session.skip("needs a CUDA device: torch.cuda.is_available() is False on this machine")
 
 
 @nox.session(python=PYTHON)
@@ -33,11 +42,7 @@ def smoke(session: nox.Session) -> None:
 def full_gpu(session: nox.Session) -> None:
     """The paper's protocol at full scale; needs a CUDA device and the foundation-model weights."""
     _install(session)
-    has_cuda = session.run(
-        "python", "-c", "import torch; print(int(torch.cuda.is_available()))", silent=True
-    )
-    if not has_cuda or has_cuda.strip() != "1":
-        session.skip("needs a CUDA device: torch.cuda.is_available() is False on this machine")
+    _require_cuda(session)
     session.run("amibr-bench", "plan")
     # Preflight, a few minutes: the whole plan with shrunken models on this GPU (both presets),
     # then each configuration's throughput at full size, recorded beside the results.
@@ -65,6 +70,16 @@ def full_gpu(session: nox.Session) -> None:
     session.run(
         "amibr-bench", "claims", "--results", "runs/full", "--out", "runs/full/report/claims.md"
     )
+
+
+@nox.session(python=PYTHON)
+def gpu_check(session: nox.Session) -> None:
+    """GPU acceptance in under 8 minutes, from the checkout alone: the plan rehearsed on CUDA
+    (paper, reference-code, fast), images/s, peak memory and 5-fold hours of three full-size
+    configurations in fp32 and bf16, alone and 4 to a GPU -> runs/gpucheck/gpucheck.{json,md}."""
+    _install(session)
+    _require_cuda(session)
+    session.run("python", "-m", "harness.gpucheck", "--out", "runs/gpucheck", *session.posargs)
 
 
 @nox.session(python=PYTHON)

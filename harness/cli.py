@@ -11,6 +11,11 @@ import sys
 from harness import __version__
 from harness.paths import InputError
 
+# harness.config's vocabularies, repeated so that parsing needs no torch import (a test keeps
+# them equal to config.PRESETS / config.PRECISIONS)
+PRESETS = ("paper", "reference-code", "fast")
+PRECISIONS = ("fp32", "tf32", "bf16")
+
 
 def _handler(module: str, function: str):
     def run(args: argparse.Namespace) -> int:
@@ -31,6 +36,77 @@ def _weights_dir(p: argparse.ArgumentParser) -> None:
         "--weights-dir",
         help="folder with one sub-folder per foundation model (config.json + weights); "
         "default $AMIBR_WEIGHTS, then the offline Hugging Face cache",
+    )
+
+
+def _training_options(p: argparse.ArgumentParser) -> None:
+    """The options `run` and `launch` share (the same store, the same configuration hashes)."""
+    p.add_argument("--folds", default="1-5", help="folds to run, e.g. 1-5 or 1,3")
+    p.add_argument("--tier", choices=["smoke", "full"], default="full")
+    p.add_argument(
+        "--preset",
+        choices=PRESETS,
+        default="paper",
+        help="paper (the text), reference-code (the authors' scripts) or fast (paper settings "
+        "with bf16 autocast, TF32, fused Adam, channels_last for CNNs)",
+    )
+    p.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        help="fp32, tf32 or bf16 (recorded and hashed); default: the preset's (fp32 for paper "
+        "and reference-code, as the authors trained; bf16 for fast)",
+    )
+    p.add_argument("--store", help="results store folder (default runs/<tier>)")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
+    _data_root(p)
+    _weights_dir(p)
+
+
+def _launch_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--executor", choices=["local", "slurm", "debug"], default="local")
+    p.add_argument(
+        "--parallel",
+        type=int,
+        help="jobs at once (local: default every GPU slot, GPUs x --jobs-per-gpu, or 1 on a "
+        "CPU; slurm: the array's parallelism)",
+    )
+    p.add_argument(
+        "--jobs-per-gpu",
+        type=int,
+        default=1,
+        help="local executor: folds sharing one GPU (choose from `throughput`'s peak memory)",
+    )
+    p.add_argument("--dry-run", action="store_true", help="list the jobs and their cost only")
+    p.add_argument("--logs", help="submitit's job folder (default <store>/launch-logs)")
+    p.add_argument("--no-wait", action="store_true", help="slurm: submit and return")
+    p.add_argument(
+        "--checkpoint-interval",
+        type=float,
+        default=0.0,
+        help="minutes between a fold's resumable checkpoints (at an epoch's end; 0: every epoch)",
+    )
+    p.add_argument(
+        "--throughput",
+        help="recorded `throughput --json` file for --dry-run (default <store>/throughput.json)",
+    )
+    p.add_argument(
+        "--assume-tflops",
+        type=float,
+        help="--dry-run estimates: sustained TFLOP/s of one GPU (default by precision: "
+        "fp32 15, tf32 60, bf16 120)",
+    )
+    slurm = p.add_argument_group("slurm (passed to sbatch through submitit)")
+    slurm.add_argument("--partition")
+    slurm.add_argument("--time", help="per job, e.g. 12:00:00 or 2-00:00:00 (default 24:00:00)")
+    slurm.add_argument("--gpus-per-node", type=int, default=1)
+    slurm.add_argument("--cpus-per-task", type=int)
+    slurm.add_argument("--mem", help="per job, e.g. 64G")
+    slurm.add_argument("--account")
+    slurm.add_argument(
+        "--slurm-extra",
+        action="append",
+        metavar="KEY=VALUE",
+        help="any other sbatch option, e.g. --slurm-extra qos=high (repeatable)",
     )
 
 
@@ -70,23 +146,29 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("--json", action="store_true")
     models.set_defaults(func=_handler("models", "cli_models"))
 
-    # --- training (harness.runner, harness.plan) --------------------------------------------------
+    # --- training (harness.runner, harness.launch, harness.plan) ------------------------------------
     run = sub.add_parser("run", help="train and evaluate one configuration of Table 3")
     run.add_argument("--config", required=True, help="configuration name (see `amibr-bench plan`)")
-    run.add_argument("--folds", default="1-5", help="folds to run, e.g. 1-5 or 1,3")
-    run.add_argument("--tier", choices=["smoke", "full"], default="full")
-    run.add_argument("--preset", choices=["paper", "reference-code"], default="paper")
-    run.add_argument("--store", help="results store folder (default runs/)")
-    run.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
-    _data_root(run)
-    _weights_dir(run)
+    _training_options(run)
     run.set_defaults(func=_handler("runner", "cli_run"))
+
+    launch = sub.add_parser(
+        "launch",
+        help="train the plan (or chosen configurations) as one job per (configuration, fold) "
+        "through submitit: local processes, a Slurm job array, or in-process (debug)",
+    )
+    launch.add_argument(
+        "--config", action="append", help="configuration (repeat); default: the 17 of Table 3"
+    )
+    _training_options(launch)
+    _launch_options(launch)
+    launch.set_defaults(func=_handler("launch", "cli_launch"))
 
     plan = sub.add_parser(
         "plan", help="list the configurations of the full protocol and how far a run got"
     )
     plan.add_argument("--json", action="store_true")
-    plan.add_argument("--preset", choices=["paper", "reference-code"], default="paper")
+    plan.add_argument("--preset", choices=PRESETS, default="paper")
     plan.add_argument("--store", help="full-tier store whose progress to show (default runs/full)")
     _weights_dir(plan)
     plan.set_defaults(func=_handler("plan", "cli_plan"))
