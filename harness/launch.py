@@ -119,8 +119,12 @@ class FoldJob(Checkpointable):
             markup=False,
             highlight=False,
         )
-        task = _task(s, cfg)
         store = Store(s.store)
+        if store.is_done(cfg.hash, self.fold):  # finished meanwhile (another launch, a run)
+            return {"config": config_name(cfg.model, cfg.method), "fold": self.fold,
+                    "hash": cfg.hash, "trained": False, "seconds": 0.0,
+                    "resumed_from_epoch": 0, "slide_overlaps": None, "notes": None}  # fmt: skip
+        task = _task(s, cfg)
         report = run_config(
             cfg,
             task,
@@ -723,7 +727,7 @@ def _export(store: Store, configs: Sequence[RunConfig], args, outcomes) -> None:
     from harness.runner import export_store
 
     finished = [c for c in configs if store.done_folds(c.hash)]
-    done = [o.result for o in outcomes if o.ok]
+    done = [o.result for o in outcomes if o.ok and o.result.get("notes") is not None]
     if done:
         overlaps, notes = done[0]["slide_overlaps"], done[0]["notes"]
     elif configs:
@@ -798,7 +802,7 @@ def cli_launch(args) -> int:
             if not index.isdigit() or int(index) >= len(gpus):
                 raise paths.MissingInputError(f"--device {settings.device}: no such GPU here")
             gpus = [gpus[int(index)]]
-        if gpus:  # each job sees only its GPU, as cuda:0
+        if gpus and settings.device.startswith("cuda"):  # each job sees only its GPU: cuda:0
             settings = replace(settings, device="cuda")
         if args.tier == "full" and not gpus and not cpu:
             raise paths.MissingInputError(

@@ -64,3 +64,20 @@ def test_tiny_cpu_run_shares_the_device_between_processes(out, monkeypatch) -> N
     assert m["train_images_per_s_total"] == pytest.approx(
         sum(r["train_images_per_s"] for r in m["per_job"]), abs=0.02
     )
+
+
+@pytest.mark.slow
+def test_rehearsals_run_at_once_one_per_preset(tmp_path) -> None:
+    probe = tmp_path / "test_probe.py"
+    probe.write_text(
+        "import os\n\n\ndef test_preset():\n"
+        "    assert os.environ['AMIBR_REHEARSAL_DEVICE'] == 'cpu'\n"
+        "    assert os.environ['AMIBR_PRESET'] == 'paper'\n"
+    )
+    entries = gpucheck.rehearse(["paper", "fast"], "cpu", tmp_path, 300.0, test_file=str(probe))
+    assert [(e["preset"], e["status"]) for e in entries] == [
+        ("paper", "passed"),
+        ("fast", "failed"),
+    ]
+    assert "1 passed" in entries[0]["summary"] and "1 failed" in entries[1]["summary"]
+    assert (tmp_path / "rehearsal-paper.xml").is_file()

@@ -58,26 +58,29 @@ def sequential(cfg, synth_root, store: Store, folds) -> None:
 def test_local_launch_gives_the_fold_metrics_of_sequential_runs(
     env, synth_root, capsys, monkeypatch
 ) -> None:
-    """`launch --executor local` (two subprocesses at once) and `run` on the smoke tier."""
+    """`launch --executor local` (two subprocesses at once, one per "GPU") and `run` on the smoke
+    tier. The GPUs named in CUDA_VISIBLE_DEVICES need not exist: the jobs' device is auto, so
+    they train on the CPU here, but each sees only the GPU it was placed on."""
     here = [str(paths.REPO_ROOT), os.environ.get("PYTHONPATH", "")]
     monkeypatch.setenv(
         "PYTHONPATH", os.pathsep.join(filter(None, here))
     )  # jobs import this harness
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "5,7")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # `run` here, as in the jobs
     common = ["--tier", "smoke", "--config", "smoke-resnet:e2e", "--folds", "1-2",
-              "--device", "cpu", "--data-root", str(synth_root)]  # fmt: skip
+              "--data-root", str(synth_root)]  # fmt: skip
     assert cli.main(["run", "--store", str(env / "run"), *common]) == 0
-    code = cli.main(
-        ["launch", "--executor", "local", "--parallel", "2", "--store", str(env / "launch"),
-         *common]
-    )  # fmt: skip
+    code = cli.main(["launch", "--executor", "local", "--store", str(env / "launch"), *common])
     err = capsys.readouterr().err
     assert code == 0, err
-    assert err.count("  start  smoke-resnet:end_to_end fold") == 2
+    starts = re.findall(r"start  smoke-resnet:end_to_end fold (\d) on GPU (\d)", err)
+    assert sorted(starts) == [("1", "5"), ("2", "7")], err  # both at once, one per GPU
     assert "2 job(s) finished, 0 failed" in err
     for name in ("fold_metrics.csv", "predictions.csv"):
         assert (env / "launch" / name).read_text() == (env / "run" / name).read_text()
-    logs = list((env / "launch" / "launch-logs").glob("*_log.err"))
-    assert len(logs) == 2
+    logs = sorted((env / "launch" / "launch-logs").glob("*_log.err"))
+    seen = sorted(re.search(r"CUDA_VISIBLE_DEVICES=(\S*)\)", p.read_text()).group(1) for p in logs)
+    assert seen == ["5", "7"]
     # a job's log (not a terminal) holds one line per epoch
     lines = [ln for ln in logs[0].read_text().splitlines() if " epoch " in ln]
     assert len(lines) == 3 and all(re.fullmatch(EPOCH_LINE, ln) for ln in lines), lines
@@ -517,3 +520,15 @@ def test_one_log_line_per_epoch_outside_a_terminal(terminal) -> None:
     else:
         assert len(lines) == 3 and all(re.fullmatch(EPOCH_LINE, ln) for ln in lines), lines
         assert lines[2].startswith("uni:lora fold 2/5 epoch 3/100 loss 0.5000 val_bacc 0.6000")
+
+
+@pytest.mark.parametrize("command", ["run", "launch"])
+def test_run_and_launch_take_the_same_training_options(command) -> None:
+    args = cli.build_parser().parse_args(
+        [command, "--config", "uni:lora", "--precision", "bf16", "--preset", "fast",
+         "--tier", "smoke", "--device", "cpu", "--store", "s", "--folds", "2"]
+    )  # fmt: skip
+    assert (args.precision, args.preset, args.tier, args.device, args.store, args.folds) == (
+        "bf16", "fast", "smoke", "cpu", "s", "2"
+    )  # fmt: skip
+    assert cli.build_parser().parse_args([command, "--config", "uni:lora"]).precision is None
