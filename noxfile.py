@@ -1,5 +1,6 @@
-"""Sessions: tests (CPU suite), smoke (main job), full_gpu (paper protocol), claims, bench, lint,
-folds (the committed authors' folds regenerated under scikit-learn 1.7.2)."""
+"""Sessions: tests (CPU suite), smoke (main job), full_gpu (paper protocol), gpu_check (GPU
+acceptance in minutes), regression, claims, bench, lint, folds (the committed authors' folds
+regenerated under scikit-learn 1.7.2)."""
 
 from __future__ import annotations
 
@@ -28,6 +29,14 @@ def _data_root() -> Path | None:
     return root if root.is_dir() else None
 
 
+def _require_cuda(session: nox.Session) -> None:
+    has_cuda = session.run(
+        "python", "-c", "import torch; print(int(torch.cuda.is_available()))", silent=True
+    )
+    if not has_cuda or has_cuda.strip() != "1":
+        session.skip("needs a CUDA device: torch.cuda.is_available() is False on this machine")
+
+
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
     """The whole CPU suite (claims against the paper's numbers included), then, where the data
@@ -49,11 +58,7 @@ def smoke(session: nox.Session) -> None:
 def full_gpu(session: nox.Session) -> None:
     """The paper's protocol at full scale; needs a CUDA device and the foundation-model weights."""
     _install(session)
-    has_cuda = session.run(
-        "python", "-c", "import torch; print(int(torch.cuda.is_available()))", silent=True
-    )
-    if not has_cuda or has_cuda.strip() != "1":
-        session.skip("needs a CUDA device: torch.cuda.is_available() is False on this machine")
+    _require_cuda(session)
     session.run("amibr-bench", "plan")
     # Preflight, a few minutes: the whole plan with shrunken models on this GPU (both presets),
     # then each configuration's throughput at full size, recorded beside the results.
@@ -89,6 +94,16 @@ def regression(session: nox.Session) -> None:
     (`-- --update-baseline --why TEXT` to accept a deliberate change)."""
     _install(session)
     session.run("amibr-bench", "regression", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def gpu_check(session: nox.Session) -> None:
+    """GPU acceptance in under 8 minutes, from the checkout alone: the plan rehearsed on CUDA
+    (paper, reference-code, fast), images/s, peak memory and 5-fold hours of three full-size
+    configurations in fp32 and bf16, alone and 4 to a GPU -> runs/gpucheck/gpucheck.{json,md}."""
+    _install(session)
+    _require_cuda(session)
+    session.run("python", "-m", "harness.gpucheck", "--out", "runs/gpucheck", *session.posargs)
 
 
 @nox.session(python=PYTHON)

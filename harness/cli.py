@@ -104,6 +104,27 @@ def _existing_file(text: str) -> None:
         raise InputError(f"{path} does not exist")
 
 
+def _key_value(text: str) -> None:
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip() or not value.strip():
+        raise InputError(f"{text!r}: expected KEY=VALUE, e.g. qos=high")
+
+
+def _number(minimum: float, strict: bool):
+    def convert(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if value != value or value < minimum or (strict and value == minimum):
+            raise argparse.ArgumentTypeError(
+                f"must be {'more than' if strict else 'at least'} {minimum:g}, not {text}"
+            )
+        return value
+
+    return convert
+
+
 def _register_models(argv: list[str] | None) -> None:
     """A user's models (`--models FILE`, else $AMIBR_MODELS) join the registry before the command
     line is parsed, so configuration names such as `my-fm:lora` validate like the paper's."""
@@ -131,8 +152,17 @@ CONFIG = _checked(_config_name)
 FOLDS = _checked(_folds)
 DEVICE = _checked(_device)
 MODELS_FILE = _checked(_existing_file)
+EXISTING_FILE = MODELS_FILE
+KEY_VALUE = _checked(_key_value)
 POSITIVE = _integer(1)
 NON_NEGATIVE = _integer(0)
+NON_NEGATIVE_NUMBER = _number(0, strict=False)
+POSITIVE_NUMBER = _number(0, strict=True)
+
+# harness.config's vocabularies, repeated so that parsing needs no torch import (a test keeps
+# them equal to config.PRESETS / config.PRECISIONS)
+PRESETS = ("paper", "reference-code", "fast")
+PRECISIONS = ("fp32", "tf32", "bf16")
 
 
 def _handler(module: str, function: str):
@@ -181,6 +211,85 @@ def add_models_option(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _training_options(p: argparse.ArgumentParser) -> None:
+    """The options `run` and `launch` share (the same store, the same configuration hashes)."""
+    p.add_argument("--folds", default="1-5", type=FOLDS, help="folds to run, e.g. 1-5 or 1,3")
+    p.add_argument("--tier", choices=["smoke", "full"], default="full")
+    p.add_argument(
+        "--preset",
+        choices=PRESETS,
+        default="paper",
+        help="paper (the text), reference-code (the authors' scripts) or fast (paper settings "
+        "with bf16 autocast, TF32, fused Adam, channels_last for CNNs)",
+    )
+    p.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        help="fp32, tf32 or bf16 (recorded and hashed); default: the preset's (fp32 for paper "
+        "and reference-code, as the authors trained; bf16 for fast)",
+    )
+    p.add_argument("--store", type=WRITABLE_DIR, help="results store folder (default runs/<tier>)")
+    p.add_argument("--device", default="auto", type=DEVICE, help="auto, cpu or cuda[:N]")
+    _folds_source(p)
+    _data_root(p)
+    _weights_dir(p)
+    add_models_option(p)
+
+
+def _launch_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--executor", choices=["local", "slurm", "debug"], default="local")
+    p.add_argument(
+        "--parallel",
+        type=POSITIVE,
+        help="jobs at once (local: default every GPU slot, GPUs x --jobs-per-gpu, or 1 on a "
+        "CPU; slurm: the array's parallelism)",
+    )
+    p.add_argument(
+        "--jobs-per-gpu",
+        type=POSITIVE,
+        default=1,
+        help="local executor: folds sharing one GPU (choose from `throughput`'s peak memory)",
+    )
+    p.add_argument("--dry-run", action="store_true", help="list the jobs and their cost only")
+    p.add_argument(
+        "--logs", type=WRITABLE_DIR, help="submitit's job folder (default <store>/launch-logs)"
+    )
+    p.add_argument("--no-wait", action="store_true", help="slurm: submit and return")
+    p.add_argument(
+        "--checkpoint-interval",
+        type=NON_NEGATIVE_NUMBER,
+        default=0.0,
+        help="minutes between a fold's resumable checkpoints (at an epoch's end; 0: every epoch)",
+    )
+    p.add_argument(
+        "--throughput",
+        type=EXISTING_FILE,
+        help="recorded `throughput --json` file for --dry-run (default <store>/throughput.json)",
+    )
+    p.add_argument(
+        "--assume-tflops",
+        type=POSITIVE_NUMBER,
+        help="--dry-run estimates: sustained TFLOP/s of one GPU (default by precision: "
+        "fp32 15, tf32 60, bf16 120)",
+    )
+    slurm = p.add_argument_group("slurm (passed to sbatch through submitit)")
+    slurm.add_argument("--partition", type=TEXT)
+    slurm.add_argument(
+        "--time", type=TEXT, help="per job, e.g. 12:00:00 or 2-00:00:00 (default 24:00:00)"
+    )
+    slurm.add_argument("--gpus-per-node", type=POSITIVE, default=1)
+    slurm.add_argument("--cpus-per-task", type=POSITIVE)
+    slurm.add_argument("--mem", type=TEXT, help="per job, e.g. 64G")
+    slurm.add_argument("--account", type=TEXT)
+    slurm.add_argument(
+        "--slurm-extra",
+        action="append",
+        type=KEY_VALUE,
+        metavar="KEY=VALUE",
+        help="any other sbatch option, e.g. --slurm-extra qos=high (repeatable)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="amibr-bench",
@@ -225,27 +334,34 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("--json", action="store_true")
     models.set_defaults(func=_handler("models", "cli_models"))
 
-    # --- training (harness.runner, harness.plan) --------------------------------------------------
+    # --- training (harness.runner, harness.launch, harness.plan) ------------------------------------
     run = sub.add_parser("run", help="train and evaluate one configuration of Table 3")
     run.add_argument(
         "--config", required=True, type=CONFIG, help="configuration name (see `amibr-bench plan`)"
     )
-    run.add_argument("--folds", default="1-5", type=FOLDS, help="folds to run, e.g. 1-5 or 1,3")
-    run.add_argument("--tier", choices=["smoke", "full"], default="full")
-    run.add_argument("--preset", choices=["paper", "reference-code"], default="paper")
-    run.add_argument("--store", type=WRITABLE_DIR, help="results store folder (default runs/TIER)")
-    run.add_argument("--device", default="auto", type=DEVICE, help="auto, cpu or cuda[:N]")
-    _folds_source(run)
-    _data_root(run)
-    _weights_dir(run)
-    add_models_option(run)
+    _training_options(run)
     run.set_defaults(func=_handler("runner", "cli_run"))
+
+    launch = sub.add_parser(
+        "launch",
+        help="train the plan (or chosen configurations) as one job per (configuration, fold) "
+        "through submitit: local processes, a Slurm job array, or in-process (debug)",
+    )
+    launch.add_argument(
+        "--config",
+        action="append",
+        type=CONFIG,
+        help="configuration (repeat); default: the 17 of Table 3",
+    )
+    _training_options(launch)
+    _launch_options(launch)
+    launch.set_defaults(func=_handler("launch", "cli_launch"))
 
     plan = sub.add_parser(
         "plan", help="list the configurations of the full protocol and how far a run got"
     )
     plan.add_argument("--json", action="store_true")
-    plan.add_argument("--preset", choices=["paper", "reference-code"], default="paper")
+    plan.add_argument("--preset", choices=PRESETS, default="paper")
     plan.add_argument(
         "--store",
         type=STORE_TO_READ,

@@ -37,20 +37,59 @@ class Hyper:
     head_lr: float | None = None  # smoke tier only: the head's own rate (None: lr, the protocol)
 
 
-PRESETS = ("paper", "reference-code")
+PRESETS = ("paper", "reference-code", "fast")
 PRESET_NOTES = {
     "paper": "paper text (§4); learning rate and weight decay are blank in the text, so the "
     "scripts' Adam(5e-5, 1e-5) is used for every model; early stopping 15 everywhere",
     "reference-code": "the authors' scripts (commit 3acf4da): Prov-GigaPath linear probe "
     "Adam(1e-3, 1e-4), early stopping 10 for LoRA, embeddings under fp16 autocast on CUDA",
+    "fast": "the paper preset's settings, trained faster and less faithfully: bf16 autocast, "
+    "TF32 matmuls, fused Adam (CUDA) and channels_last for CNNs",
 }
+
+# --- precision (a recorded choice, part of the configuration hash) ------------------------------
+
+PRECISIONS = ("fp32", "tf32", "bf16")
+PRECISION_NOTES = {
+    "fp32": "float32 matmuls at full precision, PyTorch's defaults otherwise (cuDNN may use TF32 "
+    "for convolutions, as it did for the authors' scripts)",
+    "tf32": "float32 weights; matmuls and convolutions in TF32 on CUDA (Ampere or newer)",
+    "bf16": "bf16 autocast for every forward pass (training, prediction, embeddings), TF32 for "
+    "what stays float32; weights, gradients and optimiser state in float32",
+}
+# The authors' scripts trained in fp32 (the reference-code preset's fp16 embeddings are
+# Hyper.lp_autocast_fp16, kept apart); the fast preset trades faithfulness for speed.
+PRESET_PRECISION = {"paper": "fp32", "reference-code": "fp32", "fast": "bf16"}
+CNN_ARCHS = ("efficientnet", "resnet", "test_efficientnet", "convnext")  # channels_last pays off
+
+
+@dataclass(frozen=True)
+class Speed:
+    """How a run computes (PRECISION_NOTES): numerics that can move results, so they are hashed."""
+
+    precision: str  # fp32 | tf32 | bf16
+    fused_adam: bool = False  # torch.optim.Adam(fused=True), on CUDA only (plain Adam elsewhere)
+    channels_last: bool = False  # model in channels_last memory format (CNNs)
+
+    @property
+    def autocast_dtype(self) -> Any:
+        import torch
+
+        return torch.bfloat16 if self.precision == "bf16" else None
+
+    @property
+    def tf32(self) -> bool:
+        return self.precision in ("tf32", "bf16")
+
+    def describe(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 def hyperparameters(key: str, method: str, preset: str) -> Hyper:
     """The protocol's settings for one (model, method) under a preset."""
     if preset not in PRESETS:
         raise ValueError(f"preset must be one of {PRESETS}, not {preset!r}")
-    hp = Hyper()
+    hp = Hyper()  # "fast" keeps the paper preset's settings (it changes numerics, see Speed)
     if preset == "reference-code":
         hp = replace(hp, lp_autocast_fp16=True)
         if method == "lora":
@@ -75,8 +114,13 @@ class RunConfig:
     subset: tuple[tuple[str, int], ...] = ()  # images kept per split (smoke tier on real data)
     folds_source: str = "authors"  # harness.splits.FOLDS_SOURCES
     folds_sha256: str | None = None  # fold table digest; None: the authors' file (real data)
+    precision: str | None = None  # fp32 | tf32 | bf16; None: the preset's (PRESET_PRECISION)
 
     def __post_init__(self) -> None:
+        if self.precision is None:
+            object.__setattr__(self, "precision", PRESET_PRECISION.get(self.preset, "fp32"))
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, not {self.precision!r}")
         spec = models.get_spec(self.model)
         if self.method not in spec.methods:
             raise ValueError(f"{self.model} runs {', '.join(spec.methods)}, not {self.method}")
@@ -97,9 +141,17 @@ class RunConfig:
             hyperparameters(self.model, self.method, self.preset), **dict(self.overrides)
         )
 
+    def speed(self) -> Speed:
+        fast = self.preset == "fast"
+        cnn = self.spec.arch.startswith(CNN_ARCHS)
+        return Speed(str(self.precision), fused_adam=fast, channels_last=fast and cnn)
+
     @property
     def label(self) -> str:
-        return f"{self.spec.name}|{self.method}|{self.preset}|{self.tier}|{self.data}"
+        label = f"{self.spec.name}|{self.method}|{self.preset}|{self.tier}|{self.data}"
+        if self.precision != PRESET_PRECISION.get(self.preset):  # a departure from the preset
+            label += f"|{self.precision}"
+        return label
 
     @property
     def folds(self) -> dict[str, str | None]:
@@ -137,6 +189,7 @@ class RunConfig:
             "overrides": dict(self.overrides),  # departures from the preset (smoke tier)
             "subset": dict(self.subset),
             "folds": self.folds,
+            "precision": self.speed().describe(),
             "transforms": describe_transforms(self.spec, self.method, self.size, self.preset),
             "label_encoding": "Atypical=0, Normal=1; BCEWithLogits on one logit",
             "registry_version": models.REGISTRY_VERSION,

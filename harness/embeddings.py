@@ -62,18 +62,21 @@ class EmbeddingCache:
     def __init__(self, root: str | os.PathLike) -> None:
         self.root = Path(root)
 
-    def key(self, backbone: models.Backbone, transform: str, size: int, autocast: bool) -> str:
-        blob = json.dumps(
-            {
-                "spec": backbone.spec.digest(),
-                "weights": backbone.weights_hash,
-                "transform": transform,
-                "recipe": backbone.spec.embedding,
-                "size": size,
-                "fp16_autocast": autocast,
-            },
-            sort_keys=True,
-        )
+    def key(
+        self, backbone: models.Backbone, transform: str, size: int, autocast: bool | str
+    ) -> str:
+        """`autocast`: True (fp16 on CUDA), "bf16" (bf16 on any device) or False."""
+        fields = {
+            "spec": backbone.spec.digest(),
+            "weights": backbone.weights_hash,
+            "transform": transform,
+            "recipe": backbone.spec.embedding,
+            "size": size,
+            "fp16_autocast": autocast is True,
+        }
+        if autocast == "bf16":
+            fields["autocast"] = "bf16"
+        blob = json.dumps(fields, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
     def get(
@@ -115,20 +118,23 @@ def compute_embeddings(
     transform: Transform,
     device: torch.device,
     *,
-    autocast: bool,
+    autocast: bool | str,
     batch: int = 64,
     progress: Callable[[int], None] | None = None,
 ) -> torch.Tensor:
     """One backbone forward pass per image, frozen model in eval mode: (N, D) float32 on the CPU.
 
-    fp16 autocast only on CUDA (reference-code preset). Raises NonFiniteError naming the model
-    and the likely cause when an embedding is NaN or infinite."""
+    `autocast` True: fp16 autocast on CUDA (the authors' scripts, reference-code preset); "bf16":
+    bf16 autocast on any device. Raises NonFiniteError naming the model and the likely cause when
+    an embedding is NaN or infinite."""
     model = backbone.model.to(device).eval()
     out = []
-    use_amp = autocast and device.type == "cuda"
+    bf16 = autocast == "bf16"
+    use_amp = bf16 or (autocast is True and device.type == "cuda")
+    dtype = torch.bfloat16 if bf16 else torch.float16
     for i in range(0, len(images), batch):
         x = transform(images[i : i + batch], device)
-        with torch.autocast("cuda", dtype=torch.float16, enabled=use_amp):
+        with torch.autocast(device.type, dtype=dtype, enabled=use_amp):
             emb = models.embed(model, backbone.spec, x).float()
         try:
             check_finite(emb, "embeddings", f"images {i}-{i + len(x) - 1}")

@@ -52,6 +52,7 @@ def config_from_description(description: Mapping[str, Any]) -> RunConfig | None:
             subset=tuple(sorted(description["subset"].items())),
             folds_source=description["folds"]["source"],
             folds_sha256=description["folds"]["sha256"],
+            precision=description["precision"]["precision"],
         )
     except (KeyError, TypeError, AttributeError, ValueError):  # InputError is a ValueError
         return None

@@ -23,13 +23,17 @@ from harness.config import RunConfig, config_name, parse_config, parse_folds
 from harness.embeddings import FORWARD_COUNTER, EmbeddingCache, compute_embeddings, image_hashes
 from harness.export import current_configs, export_results
 from harness.plan import PAPER_PLAN, missing_for, not_run_reason
-from harness.progress import progress_bar
+from harness.progress import fit_progress, progress_bar
 from harness.store import Store
 from harness.taskdata import TaskData, load_task
-from harness.trainer import NonFiniteError, divergence_hint, fit, predict
+from harness.trainer import NonFiniteError, divergence_hint, fit, precision_scope, predict
 from harness.transforms import Transform, describe_transforms
 
 # --- running one configuration ------------------------------------------------------------------
+
+
+class SimulatedInterruption(RuntimeError):
+    """Raised by run_config's test hooks (a job killed mid-fold)."""
 
 
 @dataclass
@@ -135,19 +139,25 @@ def run_config(
     embedding_cache: EmbeddingCache | None = None,
     console=None,
     fail_after_fold: int | None = None,
+    fail_after_epoch: int | None = None,
+    checkpoint_interval_s: float = 0.0,
 ) -> RunReport:
-    """Train and evaluate `cfg` on `folds`, skipping folds the store already holds.
+    """Train and evaluate `cfg` on `folds`, skipping folds the store already holds. Each fold
+    checkpoints its training into the store (`<fold dir>/checkpoint.pt`, at most every
+    `checkpoint_interval_s` seconds, at the end of an epoch) and resumes from it.
 
     Each fold is checked, trained and saved under the store's fold lock (`Store.fold_lock`), so
     two processes sharing a store (two `run`s, the jobs of an array) train it once: a fold locked
     by another process is left for last, then found done. Raises MissingClassError before
     training when a test set or a fold's split lacks a class, and NonFiniteError (naming the
     model and fold; nothing of it stored) on NaN/infinite embeddings, logits or loss.
-    `fail_after_fold` raises after that fold is stored (tests of resumption)."""
+    `fail_after_fold` raises after that fold is stored, `fail_after_epoch` after that epoch of
+    each fold is checkpointed (tests of resumption)."""
     device = torch.device(device)
     keyed = cfg.folds["sha256"]
     if keyed is not None and task.folds_sha256 and keyed != task.folds_sha256:
         raise ValueError(f"{cfg.label}: keyed to folds {keyed}, the task has {task.folds_sha256}")
+    speed = cfg.speed()
     t0 = time.perf_counter()
     todo = [f for f in folds if not store.is_done(cfg.hash, f)]
     report = RunReport(cfg, [], [f for f in folds if f not in todo], {}, 0.0)
@@ -165,11 +175,12 @@ def run_config(
     counters: dict[str, int] = {}
     if cfg.method == "linear_probe":
         cache = embedding_cache or EmbeddingCache(paths.cache_dir() / "embeddings")
+        amp = "bf16" if speed.precision == "bf16" else hp.lp_autocast_fp16
         key = cache.key(
             backbone,
             describe_transforms(spec, cfg.method, cfg.size, cfg.preset)["eval"],
             cfg.size,
-            hp.lp_autocast_fp16,
+            amp,
         )
         everything = torch.cat([pool_inputs, *test_inputs.values()])
         before = FORWARD_COUNTER["images"]
@@ -183,9 +194,10 @@ def run_config(
                     if tick is not None:
                         tick(done[0], {})
 
-                return compute_embeddings(
-                    backbone, imgs, t_eval, device, autocast=hp.lp_autocast_fp16, progress=step
-                )
+                with precision_scope(speed):
+                    return compute_embeddings(
+                        backbone, imgs, t_eval, device, autocast=amp, progress=step
+                    )
 
         try:
             emb, cache_stats = cache.get(key, image_hashes(everything), everything, extract)
@@ -222,9 +234,15 @@ def run_config(
         train = task.pool_folds != fold
         val = task.pool_folds == fold
         t_fold = time.perf_counter()
-        with progress_bar(
-            console, f"{cfg.spec.name} {cfg.method} fold {fold}", hp.max_epochs
-        ) as tick:
+        name = config_name(cfg.model, cfg.method)
+        with fit_progress(console, name, fold, 5, hp.max_epochs) as shown:
+
+            def epoch_end(epoch: int, row: dict, shown=shown) -> None:
+                if shown is not None:
+                    shown(epoch, row)
+                if epoch == fail_after_epoch:
+                    raise SimulatedInterruption(f"simulated interruption after epoch {epoch}")
+
             result = fit(
                 model,
                 forward,
@@ -235,7 +253,11 @@ def run_config(
                 hp,
                 seed=seed,
                 device=device,
-                progress=tick,
+                progress=epoch_end,
+                on_batch=None if shown is None else shown.batch,
+                speed=speed,
+                checkpoint=store.fold_dir(cfg.hash, fold) / "checkpoint.pt",
+                checkpoint_interval_s=checkpoint_interval_s,
             )
         train_s = time.perf_counter() - t_fold
         clock["train_seconds"] += train_s
@@ -245,7 +267,8 @@ def run_config(
             raise RuntimeError(f"best checkpoint does not fit the model: {unexpected}")
         metric_rows, pred_rows = [], []
         for name, ts in task.tests.items():
-            prob_atypical = 1.0 - predict(model, forward, test_inputs[name]).astype(np.float64)
+            prob = predict(model, forward, test_inputs[name], speed=speed, device=device)
+            prob_atypical = 1.0 - prob.astype(np.float64)
             m = stats.fold_metrics(ts.labels == 0, prob_atypical)
             metric_rows.append(
                 {"model": spec.name, "method": cfg.method, "dataset": name, "fold": fold, **m}
@@ -269,6 +292,8 @@ def run_config(
             "best_epoch": result.best_epoch,
             "best_val_bacc": result.best_val_bacc,
             "epochs_run": result.epochs_run,
+            "resumed_from_epoch": result.resumed_from_epoch,
+            "precision": speed.precision,
             "history": result.history,
             "train_n": int(train.sum()),
             "val_n": int(val.sum()),
@@ -398,7 +423,8 @@ def cli_run(args) -> int:
     root = paths.data_root(getattr(args, "data_root", None))
     kind = "synthetic" if data.is_synthetic(root) else "real"
     extra = smoke_settings(method, kind) if args.tier == "smoke" else {}
-    cfg = RunConfig(key, method, args.preset, args.tier, kind, **extra)
+    precision = getattr(args, "precision", None)
+    cfg = RunConfig(key, method, args.preset, args.tier, kind, precision=precision, **extra)
     if not cfg.spec.random_init:
         models.find_weights(key, weights_dir)  # fail before any data work
     store_dir = (
@@ -417,25 +443,53 @@ def cli_run(args) -> int:
         f"folds trained {report.folds_done}, reused {report.folds_skipped}, "
         f"{report.seconds:.0f} s; counters {report.counters}"
     )
-    # Every current configuration of this tier/preset/data in the store, not only this one.
-    exported, left_out = current_configs(store, tier=args.tier, preset=args.preset, data=kind)
-    for note in left_out:
-        console.print(f"note: {note}")
-    export_results(
-        store,
-        exported,
-        store_dir,
-        name=f"{args.tier}-{args.preset}",
-        tier=args.tier,
-        preset=args.preset,
-        data=kind,
-        weights_dir=weights_dir,
-        counters={"slide_overlaps": len(task.slide_overlaps)},
-        notes=[*task.notes, *left_out],
-    )
+    export_store(
+        store, [cfg], tier=args.tier, preset=args.preset, data=kind, precision=precision,
+        weights_dir=weights_dir, slide_overlaps=len(task.slide_overlaps), notes=task.notes,
+    )  # fmt: skip
     console.print(f"results set written to {store_dir}")
     _print_fold_metrics(store, cfg, folds)
     return 0
+
+
+def export_store(
+    store: Store,
+    configs: Sequence[RunConfig],
+    *,
+    tier: str,
+    preset: str,
+    data: str,
+    precision: str | None,
+    weights_dir,
+    slide_overlaps: int,
+    notes: Sequence[str],
+) -> Path | None:
+    """The results set `run` and `launch` write into the store's folder: the plan's
+    configurations of this tier, preset and precision that finished a fold, and `configs`
+    (those outside the plan too, e.g. a smoke model)."""
+    # Every current configuration of this tier/preset/data in the store, at this precision (a
+    # results set holds one row per (model, method)), not only the one just run.
+    current, left_out = current_configs(store, tier=tier, preset=preset, data=data)
+    want = {c.precision for c in configs} or {c.precision for c in current}
+    exported = [c for c in current if c.precision in want]
+    left_out += [
+        f"the store also holds {c.label} (precision {c.precision})"
+        for c in current
+        if c.precision not in want
+    ]
+    exported += [c for c in configs if c.hash not in {e.hash for e in exported}]
+    return export_results(
+        store,
+        exported,
+        store.root,
+        name=f"{tier}-{preset}",
+        tier=tier,
+        preset=preset,
+        data=data,
+        weights_dir=weights_dir,
+        counters={"slide_overlaps": slide_overlaps},
+        notes=[*notes, *left_out],
+    )
 
 
 # --- full tier (GPU) -------------------------------------------------------------------------------

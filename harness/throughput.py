@@ -85,8 +85,10 @@ def measure(
     warmup: int = 1,
     weights: str = "random",
     weights_dir=None,
+    precision: str = "fp32",
 ) -> dict[str, Any]:
-    """Training and inference images per second of one configuration (paper preset, full tier).
+    """Training and inference images per second of one configuration (paper preset, full tier)
+    at `precision` (fp32 | tf32 | bf16, config.Speed).
 
     Training time is the difference of two `trainer.fit` runs of `warmup` and `warmup + steps`
     steps (after one untimed run), so the loop's fixed costs cancel; the linear probe's cost is
@@ -98,8 +100,8 @@ def measure(
     if batch < 1 or steps < 1 or warmup < 0:
         raise ValueError(f"batch and steps must be positive, not batch={batch}, steps={steps}")
     device = torch.device(device)
-    cfg = config.RunConfig(key, method)
-    spec, hp = cfg.spec, replace(cfg.hyper(), batch_size=batch)
+    cfg = config.RunConfig(key, method, precision=precision)
+    spec, hp, speed = cfg.spec, replace(cfg.hyper(), batch_size=batch), cfg.speed()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     torch.manual_seed(0)
@@ -115,6 +117,7 @@ def measure(
         "device": _device_name(device),
         "img_size": cfg.size,
         "batch": batch,
+        "precision": precision,
         "weights": backbone.weights_hash if backbone.weights_path else "random",
         "build_s": round(time.perf_counter() - t0, 1),
         "train_images_per_s": None,
@@ -122,11 +125,13 @@ def measure(
     }
     t_eval = transforms.Transform(spec, method, cfg.size, train=False)
     if method == "linear_probe":
+        amp = "bf16" if precision == "bf16" else hp.lp_autocast_fp16
 
         def infer(x: torch.Tensor) -> torch.Tensor:
-            return embeddings.compute_embeddings(
-                backbone, x, t_eval, device, autocast=hp.lp_autocast_fp16, batch=batch
-            )
+            with trainer.precision_scope(speed):
+                return embeddings.compute_embeddings(
+                    backbone, x, t_eval, device, autocast=amp, batch=batch
+                )
 
         out["trainable_params"] = int(infer(images[:1]).shape[1]) + 1  # the linear head
     else:
@@ -140,7 +145,7 @@ def measure(
         def fit(k: int) -> None:
             trainer.fit(
                 model, forward, images, labels, images[:batch], labels[:batch], hp,
-                seed=0, device=device, stop_after_steps=k,
+                seed=0, device=device, stop_after_steps=k, speed=speed,
             )  # fmt: skip
 
         # untimed first run: its one-off costs (allocator, autotuning) would shrink the difference
@@ -154,7 +159,7 @@ def measure(
         out["trainable_params"] = sum(p.numel() for p in model.parameters() if p.requires_grad)
 
         def infer(x: torch.Tensor) -> np.ndarray:
-            return trainer.predict(model, forward, x, batch=batch)
+            return trainer.predict(model, forward, x, batch=batch, speed=speed, device=device)
 
     _timed(lambda: infer(images[:batch]), device)  # warm-up (cuDNN autotuning, allocator)
     rate, why = _rate(len(images), _timed(lambda: infer(images), device))

@@ -29,6 +29,7 @@ BASE = {
     ("smoke",): [],
     ("claims",): [],
     ("regression",): [],
+    ("launch",): ["--dry-run", "--tier", "smoke"],
     ("experts",): [],
 }
 
@@ -69,6 +70,9 @@ BAD = {  # validator -> (bad value, what the one line must say besides the optio
         (f"cuda:{torch.cuda.device_count() + 7}", "cuda"),
     ],
     cli.MODELS_FILE: [(_DIR, "is a folder, expected a file"), ("{tmp}/absent", "does not exist")],
+    cli.KEY_VALUE: [("qos", "expected KEY=VALUE"), ("=high", "expected KEY=VALUE")],
+    cli.NON_NEGATIVE_NUMBER: [("-1", "at least 0"), ("nan", "at least 0"), ("x", "not a number")],
+    cli.POSITIVE_NUMBER: [("0", "more than 0"), ("-2", "more than 0"), ("x", "not a number")],
     cli.POSITIVE: [("0", "at least 1"), ("-3", "at least 1"), ("many", "not a whole number")],
     cli.NON_NEGATIVE: [("-1", "at least 0"), ("1.5", "not a whole number")],
 }

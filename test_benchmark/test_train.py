@@ -171,7 +171,7 @@ def test_presets() -> None:
         1e-7,
     )
     with pytest.raises(ValueError):
-        config.hyperparameters("uni", "lora", "fast")
+        config.hyperparameters("uni", "lora", "no-such-preset")
 
 
 def test_config_hash_keys_everything() -> None:
