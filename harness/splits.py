@@ -187,7 +187,7 @@ def fold_assignment(root: str | os.PathLike, source: str = AUTHORS) -> FoldAssig
     """The folds of the training pool of the tree at `root`.
 
     source "authors": the committed authors' file for the public data, or the tree's own
-    `synthetic_folds.csv` for a synthetic tree; "sklearn-installed": the authors' call drawn now
+    `synthetic_folds.csv` for a synthetic tree (or any tree that carries one); "sklearn-installed": the authors' call drawn now
     by the installed scikit-learn (differs from the authors' folds from scikit-learn 1.8 on).
     Raises InputError (one line naming the file) when a fold file is missing, changed since it
     was recorded (sha256), or lists other images, labels or slides than amibr_train_split.csv.
@@ -200,7 +200,8 @@ def fold_assignment(root: str | os.PathLike, source: str = AUTHORS) -> FoldAssig
         version = foldfile.versions()["scikit_learn"]
         origin = f"StratifiedGroupKFold drawn now over {root / data.TRAIN_CSV}"
         how = f"installed scikit-learn {version}, not the authors' folds"
-    elif data.is_synthetic(root):
+    elif data.is_synthetic(root) or (root / SYNTHETIC_FOLDS).is_file():
+        # a tree that carries its own fold file (every synthetic tree; the public data never do)
         text, origin, how = _synthetic_table(root)
     else:
         text, origin, how = _authors_table(root)

@@ -185,10 +185,10 @@ def _model_set(tmp_path: Path, table: experts.VoteTable, dataset: str | None = N
     labels = ~cons if flip_label else cons
     rows, preds = [], []
     for fold, p in probs.items():
-        rows.append({"model": "M", "method": "lora", "dataset": dataset or table.dataset,
-                     "fold": fold, **stats.fold_metrics(cons, p)})  # fmt: skip
+        rows.append({"model": "UNI", "method": "lora", "dataset": dataset or table.dataset,
+                     "fold": fold, **stats.fold_metrics(labels, p)})  # fmt: skip
         preds += [
-            {"model": "M", "method": "lora", "dataset": dataset or table.dataset, "fold": fold,
+            {"model": "UNI", "method": "lora", "dataset": dataset or table.dataset, "fold": fold,
              "image": name, "label": "Atypical" if y else "Normal", "prob_atypical": float(q)}
             for name, y, q in zip(images or table.images, labels, p, strict=True)
         ]  # fmt: skip
@@ -261,7 +261,7 @@ def test_cli_prints_every_expert_and_the_kappas(synth_root, synth_test_split, tm
                           "--json", tmp_path / "e.json", "--figure", tmp_path / "e.svg")  # fmt: skip
     assert code == 0, err
     for text in ("synthetic data: synthetic:AMi-Br (test split)", "synthetic:AtNorM-MD (all)",
-                 "expert3_atypical", "Expert_5", "Fleiss' kappa", "M (lora) ensemble"):  # fmt: skip
+                 "expert3_atypical", "Expert_5", "Fleiss' kappa", "UNI (lora) ensemble"):  # fmt: skip
         assert text in out
     saved = json.loads((tmp_path / "e.json").read_text())
     assert saved["data"] == "synthetic" and saved["results"] == "m"

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from harness import cli, config, data, embeddings, models, runner, smoke, taskdata, trainer
+from harness import cli, config, data, embeddings, models, runner, smoke, splits, taskdata, trainer
 from harness.store import Store
 
 QUICK = {
@@ -99,6 +99,7 @@ def _folds_without_atypical(root: Path):
 
     for name in (data.AMIBR_CSV, data.TRAIN_CSV):
         _rewrite_csv(root / name, change=one_slide)
+    splits.write_synthetic_folds(root)  # the tree's own folds, drawn again over the new slides
     return root / data.TRAIN_CSV, "validation split", "validation split"
 
 
