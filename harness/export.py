@@ -140,7 +140,7 @@ def _export(store, configs, out, name, tier, preset, data, weights_dir, counters
         # Versions, commit, device and precision behind these numbers (harness.provenance).
         "provenance": provenance.collect(
             ", ".join(sorted(set(d for d in devices if d))) or None,
-            ", ".join(sorted({str(c.describe().get("precision", "fp32")) for c in configs})),
+            ", ".join(sorted({str(c.speed().precision) for c in configs})),
         ),
     }
     for row in preds:
