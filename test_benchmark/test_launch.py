@@ -56,7 +56,7 @@ def sequential(cfg, synth_root, store: Store, folds) -> None:
 
 @pytest.mark.slow
 def test_local_launch_gives_the_fold_metrics_of_sequential_runs(
-    env, synth_root, capsys, monkeypatch
+    env, synth_root, capsys, monkeypatch, request
 ) -> None:
     """`launch --executor local` (two subprocesses at once, one per "GPU") and `run` on the smoke
     tier. The GPUs named in CUDA_VISIBLE_DEVICES need not exist: the jobs' device is auto, so
@@ -67,6 +67,12 @@ def test_local_launch_gives_the_fold_metrics_of_sequential_runs(
     )  # jobs import this harness
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "5,7")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # `run` here, as in the jobs
+    # CPU results are bit-identical only at the same thread count (reduction order): one thread
+    # here and in the jobs, whatever earlier tests or the machine's core count set.
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    request.addfinalizer(lambda: torch.set_num_threads(threads))
     common = ["--tier", "smoke", "--config", "smoke-resnet:e2e", "--folds", "1-2",
               "--data-root", str(synth_root)]  # fmt: skip
     assert cli.main(["run", "--store", str(env / "run"), *common]) == 0
