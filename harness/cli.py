@@ -164,11 +164,23 @@ def build_parser() -> argparse.ArgumentParser:
     claims.add_argument(
         "--format",
         choices=["text", "md", "json", "junit", "html"],
-        default="md",
-        help="text: one line per claim for a terminal; md/html with a forest plot of Table 3 "
-        "and, where the set has per-image predictions, ROC curves as in Figure 2",
+        help="one format only, printed unless --out or --out-dir is given: text (one line per "
+        "claim), md or html (with a forest plot of Table 3 and, for sets with per-image "
+        "predictions, ROC curves and prediction-level analyses), json, junit. Default: a short "
+        "summary here, md, html and json in --out-dir",
     )
-    claims.add_argument("--out", help="write the report here instead of standard output")
+    claims.add_argument(
+        "--out",
+        metavar="FILE",
+        help="write one report to FILE (format from --format or the suffix .md, .html, .json, "
+        ".xml, .txt); '-' prints it",
+    )
+    claims.add_argument(
+        "--out-dir",
+        metavar="DIR",
+        help="folder for claims.md, claims.html, claims.json and the figures "
+        "(default ./reports/<results-set name>/)",
+    )
     claims.add_argument(
         "--against",
         metavar="OLD",
