@@ -37,6 +37,12 @@ THRESHOLD = 0.5
 ECE_BINS = 10
 NO_VALIDATION = "not available: the results set holds no validation predictions"
 FIGURE_FORMATS = ("png", "svg")
+# Figures are drawn to be read at their natural size in the HTML report (a page at most
+# MAX_FIGURE_PX wide): every text at least MIN_FONT_PT points at FIGURE_DPI dots per inch.
+FIGURE_DPI = 100
+MIN_FONT_PT = 9
+MAX_FIGURE_PX = 1400
+LEGEND_INSIDE_MAX = 6  # more entries than this go into one legend below the panels
 ONE_CLASS = "not defined: the test set has images of one class only"
 
 
@@ -324,15 +330,38 @@ def save_figure(fig, path: str | os.PathLike) -> Path:
         plt.close(fig)
         raise
     buf = io.BytesIO()
-    fig.savefig(buf, format=fmt, dpi=100)
+    fig.savefig(buf, format=fmt, dpi=FIGURE_DPI)
     plt.close(fig)
     return paths.atomic_write(path, buf.getvalue())
+
+
+def place_legends(fig, axes, numbers: list[dict[str, str]]) -> None:
+    """Legends of panels that share their entries (one line per configuration).
+
+    Up to LEGEND_INSIDE_MAX entries: one legend per panel, each label followed by that panel's
+    number from `numbers` (one dict label -> text per panel, e.g. the AUROC). More entries: one
+    legend below the panels without the numbers (the report's tables carry them). The figure
+    must use the constrained layout. Text at MIN_FONT_PT."""
+    labels = {label for ax in axes for label in ax.get_legend_handles_labels()[1]}
+    if len(labels) <= LEGEND_INSIDE_MAX:
+        for ax, nums in zip(axes, numbers, strict=True):
+            handles, names = ax.get_legend_handles_labels()
+            ax.legend(handles, [f"{n} ({nums[n]})" if n in nums else n for n in names],
+                      fontsize=MIN_FONT_PT, loc="lower right")  # fmt: skip
+        return
+    shown: dict[str, object] = {}
+    for ax in axes:
+        for handle, name in zip(*ax.get_legend_handles_labels(), strict=True):
+            shown.setdefault(name, handle)
+    fig.legend(list(shown.values()), list(shown), loc="outside lower center", ncol=3,
+               fontsize=MIN_FONT_PT, frameon=False)  # fmt: skip
 
 
 def reliability_figure(rows: list[dict], path: str | os.PathLike) -> Path | None:
     """Reliability diagrams from `calibration(...)` rows: one panel per test set, one line per
     configuration (its fold ensemble: fraction atypical against mean prob_atypical per bin),
-    ECE in the legend; written atomically (.png or .svg). None when `rows` is empty."""
+    ECE in the legend (`place_legends`); written atomically (.png or .svg). None when `rows` is
+    empty."""
     if not rows:
         return None
     import matplotlib
@@ -340,20 +369,25 @@ def reliability_figure(rows: list[dict], path: str | os.PathLike) -> Path | None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from harness.claims import config_label
+
     datasets = list(dict.fromkeys(r["dataset"] for r in rows))
-    fig, axes = plt.subplots(1, len(datasets), figsize=(5.5 * len(datasets), 5.2), squeeze=False)
+    width = min(MAX_FIGURE_PX / FIGURE_DPI, 4.6 * len(datasets))
+    fig, axes = plt.subplots(1, len(datasets), figsize=(width, 5.4), squeeze=False,
+                             layout="constrained")  # fmt: skip
+    numbers = []
     for ax, dataset in zip(axes[0], datasets, strict=True):
+        numbers.append({})
         for r in (r for r in rows if r["dataset"] == dataset):
             xs = [b["mean_prob"] for b in r["ensemble_bins"]]
             ys = [b["frac_atypical"] for b in r["ensemble_bins"]]
-            ax.plot(xs, ys, "o-", ms=3, lw=1,
-                    label=f"{r['model']} ({r['method']}) ECE {r['ece_ensemble']:.3f}")  # fmt: skip
+            label = config_label(r["model"], r["method"])
+            ax.plot(xs, ys, "o-", ms=4, lw=1.2, label=label)
+            numbers[-1][label] = f"ECE {r['ece_ensemble']:.3f}"
         ax.plot([0, 1], [0, 1], ":", color="0.6", lw=0.8)
         ax.set(title=dataset, xlabel="mean prob_atypical in the bin",
                ylabel="fraction atypical in the bin", xlim=(0, 1), ylim=(0, 1))  # fmt: skip
-        ax.legend(fontsize=6, loc="upper left")
-    fig.suptitle(
-        "Reliability of the fold ensembles; " + rows[0]["binning"].split(";")[0], fontsize=8
-    )
-    fig.tight_layout(rect=(0, 0, 1, 0.95))
+    place_legends(fig, axes[0], numbers)
+    bins = rows[0]["binning"].split(" of prob_atypical")[0]
+    fig.suptitle(f"Reliability of the fold ensembles ({bins} of prob_atypical)", fontsize=10)
     return save_figure(fig, path)

@@ -399,7 +399,8 @@ def eval_table_cell(claim: Claim, ctx: Context) -> Verdict:
         if per_image:
             details["ci95_images"] = per_image
             text += f"; 95% bootstrap interval over images {_f(per_image[0])}-{_f(per_image[1])}"
-        if round(cell.mean, 4) != float(claim.expected) and j.status == st.PASSED:
+        paper_set = ctx.results is not None and ctx.results.manifest.get("tier") == "paper"
+        if paper_set and round(cell.mean, 4) != float(claim.expected) and j.status == st.PASSED:
             text += (
                 f"; the fold values average {cell.mean:.5f} where the paper prints "
                 f"{claim.expected} (the folds are themselves rounded to 4 decimals)"
@@ -761,7 +762,7 @@ def eval_sens_spec(claim: Claim, ctx: Context) -> Verdict:
         status,
         round(value, 4),
         f"{p['quantity']} {_f(value)} (mean of {len(per_fold)} "
-        f"folds), {diff:+.4f} from the paper (tolerance {tol})",
+        f"folds), {diff:+.4f} from the paper (tolerance ±{tol:g})",
         details,
     )
 
@@ -794,9 +795,22 @@ def _same(a, b) -> bool:
     return a == b
 
 
+def _protocol_run(rs: ResultsSet) -> None:
+    """Protocol statements describe runs of the protocol: a smoke tier or synthetic data is
+    "not run", never "passed" (their settings are the tier's, not the paper's experiment)."""
+    tier, data_kind = rs.manifest.get("tier"), rs.manifest.get("data")
+    if tier == "smoke" or data_kind == "synthetic":
+        raise NotRun(
+            f"a statement about the paper's protocol; results set '{rs.name}' is a "
+            f"{tier or 'unknown'}-tier run on {data_kind or 'unknown'} data; judged on runs of "
+            "the full protocol (`nox -s full_gpu`)"
+        )
+
+
 def eval_protocol_setting(claim: Claim, ctx: Context) -> Verdict:
     """A protocol setting (LoRA rank, batch size, ...) as recorded in the run manifest."""
     rs, p = _results(ctx), claim.params
+    _protocol_run(rs)
     methods = p.get("methods") or ["end_to_end", "linear_probe", "lora"]
     keys = [p["setting"], *p.get("aliases", [])]
     entries = {
@@ -851,6 +865,7 @@ def eval_protocol_setting(claim: Claim, ctx: Context) -> Verdict:
 def eval_fold_count(claim: Claim, ctx: Context) -> Verdict:
     """Every configuration was cross-validated with the stated number of folds."""
     rs = _results(ctx)
+    _protocol_run(rs)
     want = int(claim.expected)
     counts = {}
     for model, method in rs.configurations:
@@ -1015,7 +1030,7 @@ def eval_parameter_count(claim: Claim, ctx: Context) -> Verdict:
     head = p.get("head") or "no head"
     text = (
         f"{n:,} parameters ({_millions(n)}, {head}); the paper prints {_millions(expected)}; "
-        f"off by {diff / expected:+.2%} (allowed ±{_millions(allowed)})"
+        f"off by {diff / 1e6:+.2f}M ({diff / expected:+.2%}); tolerance ±{_millions(allowed)}"
     )
     return Verdict(st.PASSED if abs(diff) <= allowed else st.FAILED, n, text)
 

@@ -153,6 +153,7 @@ FOLDS = _checked(_folds)
 DEVICE = _checked(_device)
 MODELS_FILE = _checked(_existing_file)
 EXISTING_FILE = MODELS_FILE
+REPORT_FILE = _checked(lambda text: None if text == "-" else paths.output_file(text))
 KEY_VALUE = _checked(_key_value)
 POSITIVE = _integer(1)
 NON_NEGATIVE = _integer(0)
@@ -474,12 +475,24 @@ def build_parser() -> argparse.ArgumentParser:
     claims.add_argument(
         "--format",
         choices=["text", "md", "json", "junit", "html"],
-        default="md",
-        help="text: one line per claim for a terminal; md/html with a forest plot of Table 3 "
-        "and, where the set has per-image predictions, ROC curves as in Figure 2",
+        help="one format only, printed unless --out or --out-dir is given: text (one line per "
+        "claim), md or html (with a forest plot of Table 3 and, for sets with per-image "
+        "predictions, ROC curves and prediction-level analyses), json, junit. Default: a short "
+        "summary here, md, html and json in --out-dir",
     )
     claims.add_argument(
-        "--out", type=OUTPUT_FILE, help="write the report here instead of standard output"
+        "--out",
+        metavar="FILE",
+        type=REPORT_FILE,
+        help="write one report to FILE (format from --format or the suffix .md, .html, .json, "
+        ".xml, .txt); '-' prints it",
+    )
+    claims.add_argument(
+        "--out-dir",
+        metavar="DIR",
+        type=WRITABLE_DIR,
+        help="folder for claims.md, claims.html, claims.json and the figures "
+        "(default ./reports/<results-set name>/)",
     )
     claims.add_argument(
         "--against",

@@ -379,53 +379,80 @@ def expert_summary(root: str | os.PathLike, results: str | os.PathLike | None = 
 def experts_figure(summary: dict, path: str | os.PathLike) -> Path:
     """Balanced accuracy against the consensus, models placed among the experts.
 
-    One panel per comparison (with a results set) or per vote table: experts against the
-    consensus and against the other experts (circles), models' fold mean and fold ensemble
-    (triangles). Written atomically as PNG or SVG (by suffix) via `analysis.save_figure`.
+    One panel per comparison (with a results set) or per vote table; one row per rater: each
+    expert against the consensus (filled circle) and against the majority of the other experts
+    (open circle), each model's fold mean (filled triangle) and fold ensemble (open triangle).
+    Text is at least `analysis.MIN_FONT_PT` points and the figure at most
+    `analysis.MAX_FIGURE_PX` pixels wide at `analysis.FIGURE_DPI`, so it reads at its natural
+    size in the HTML report. Written atomically as PNG or SVG (by suffix) via
+    `analysis.save_figure`.
     """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from harness.claims import config_label
+
     panels = summary.get("comparisons") or [
         {"experts": a, "models": []} for a in summary["agreement"]
     ]
-    with_models = any(p["models"] for p in panels)
-    fig, axes = plt.subplots(
-        1, len(panels), figsize=((4.6 if with_models else 3.4) * len(panels), 4.8), squeeze=False
-    )
-    for ax, panel in zip(axes[0], panels, strict=True):
+    styles = {  # marker, filled, colour
+        "expert vs consensus": ("o", True, "tab:blue"),
+        "expert vs the other experts": ("o", False, "tab:blue"),
+        "model, fold mean": ("^", True, "tab:orange"),
+        "model, fold ensemble": ("^", False, "tab:orange"),
+    }
+    rows_of = []
+    for panel in panels:
         agree = panel["experts"]
-        columns = [
-            ("experts\nvs consensus", "o", [(_short(r["expert"]), r["balanced_accuracy"])
-                                            for r in agree["vs_consensus"]]),
-            ("experts\nvs the others", "o", [(_short(r["expert"]), r["balanced_accuracy"])
-                                             for r in agree["vs_others"]]),
+        rows = [
+            (f"expert {_short(c['expert'])}",
+             {"expert vs consensus": c["balanced_accuracy"],
+              "expert vs the other experts": o["balanced_accuracy"]})
+            for c, o in zip(agree["vs_consensus"], agree["vs_others"], strict=True)
         ]  # fmt: skip
-        for label, kind in (("models\nfold mean", "fold_mean"), ("models\nensemble", "ensemble")):
-            if with_models:
-                columns.append((label, "^", [(f"{m['model']} ({m['method']})",
-                                              m[kind]["vs"]["consensus"])
-                                             for m in panel["models"]]))  # fmt: skip
-        for x, (_label, marker, values) in enumerate(columns):
-            shown = [(name, v) for name, v in values if v is not None]
-            colour = "tab:blue" if marker == "o" else "tab:orange"
-            for i, (name, value) in enumerate(shown):
-                dx = (i - (len(shown) - 1) / 2) * 0.06
-                ax.plot(x + dx, value, marker, color=colour, ms=6, alpha=0.8)
-                ax.annotate(
-                    name, (x + dx, value), fontsize=5, xytext=(4, 0), textcoords="offset points"
-                )
-        ax.set_xticks(range(len(columns)), [c[0] for c in columns], fontsize=7)
-        ax.set(xlim=(-0.5, len(columns) - 0.5), ylabel="balanced accuracy (atypical = positive)")
-        ax.set_title(f"{agree['dataset']} ({agree['subset']}, n={agree['n_images']})", fontsize=9)
-        ax.grid(axis="y", alpha=0.3)
+        rows += [
+            (config_label(m["model"], m["method"]),
+             {"model, fold mean": m["fold_mean"]["vs"]["consensus"],
+              "model, fold ensemble": m["ensemble"]["vs"]["consensus"]})
+            for m in panel["models"]
+        ]  # fmt: skip
+        rows_of.append(rows)
+    n_rows = max(len(r) for r in rows_of)
+    width = min(analysis.MAX_FIGURE_PX / analysis.FIGURE_DPI, 4.6 * len(panels))
+    fig, axes = plt.subplots(
+        1, len(panels), figsize=(width, 1.9 + 0.3 * n_rows), squeeze=False, layout="constrained"
+    )
+    for ax, panel, rows in zip(axes[0], panels, rows_of, strict=True):
+        agree = panel["experts"]
+        ys = np.arange(len(rows))[::-1]
+        for y, (_, values) in zip(ys, rows, strict=True):
+            for kind, value in values.items():
+                if value is None:
+                    continue
+                marker, filled, colour = styles[kind]
+                ax.plot(value, y, marker, ms=7, color=colour,
+                        markerfacecolor=colour if filled else "white", label=kind)  # fmt: skip
+        ax.set_yticks(ys, [name for name, _ in rows])
+        ax.set_ylim(-0.7, len(rows) - 0.3)
+        ax.set_xlabel("balanced accuracy")
+        ax.set_title(f"{agree['dataset']}\n{agree['subset']}, n={agree['n_images']:,}")
+        ax.grid(axis="x", alpha=0.3)
+    handles = {}
+    for ax in axes[0]:
+        for h, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            handles.setdefault(label, h)
+    order = [k for k in styles if k in handles]
+    fig.legend([handles[k] for k in order], order, loc="outside lower center",
+               ncol=len(order) if width >= 8 else 2, fontsize=analysis.MIN_FONT_PT,
+               frameon=False)  # fmt: skip
     data_kind = "synthetic data: " if summary.get("data") == "synthetic" else ""
     fig.suptitle(
-        f"{data_kind}raters against the consensus label (models at threshold 0.5)", fontsize=9
+        f"{data_kind}raters against the consensus label (atypical = positive; models at "
+        "threshold 0.5)",
+        fontsize=10,
     )
-    fig.tight_layout(rect=(0, 0, 1, 0.94))
     return analysis.save_figure(fig, path)
 
 

@@ -1,7 +1,15 @@
-"""The claim-by-claim report (markdown, JSON, JUnit XML, HTML; a forest plot and ROC curves).
+"""The claim-by-claim report: a short terminal summary, markdown, HTML, JSON and JUnit XML.
 
 Written for a pathologist as much as for an engineer: every row reads "the paper says ..., we
 observe ..., verdict", grouped by the paper's sections, with the deviation ledger at the end.
+For a results set with per-image predictions (`predictions.csv`), md, html and json add the
+prediction-level analyses of `harness.analysis` and `harness.experts` (models among the experts,
+fold ensemble vs fold mean, calibration, sensitivity and specificity of the atypical class):
+reported, never judged, since the paper states no number for them.
+
+`amibr-bench claims` prints `to_summary` and writes md, html and json into one folder
+(`write_reports`); `render` makes one format. Figures are drawn to be read at their natural size
+in the HTML page (`analysis.FIGURE_DPI`, text of at least `analysis.MIN_FONT_PT` points).
 """
 
 from __future__ import annotations
@@ -9,20 +17,21 @@ from __future__ import annotations
 import base64
 import contextlib
 import html
-import io
 import json
 import math
+import re
 import sys
 import tempfile
 from collections import Counter, defaultdict
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
 import numpy as np
 
-from harness import PAPER, __version__, paths
+from harness import PAPER, __version__, analysis, paths
 from harness import stats as st
 from harness.claims import (
     TABLE3_CONFIGS,
@@ -41,6 +50,14 @@ from harness.paths import InputError
 from harness.results import TEST_SETS, ResultsError
 
 ICON = {st.PASSED: "✅", st.BETTER: "⬆️", st.FAILED: "❌", st.INCONCLUSIVE: "❔", st.NOT_RUN: "⏭️"}
+# HTML verdict badges: plain text in a CSS-drawn box, never an emoji (no font needed).
+BADGE = {
+    st.PASSED: "passed",
+    st.BETTER: "better",
+    st.FAILED: "failed",
+    st.INCONCLUSIVE: "inconclusive",
+    st.NOT_RUN: "not run",
+}
 SECTION_ORDER = (
     "Smoke",
     "Abstract",
@@ -61,6 +78,18 @@ VERDICT_WORDS = {
     st.INCONCLUSIVE: "too little evidence to decide (e.g. fewer folds than the paper)",
     st.NOT_RUN: "could not be checked here; the reason says what is missing",
 }
+HOW_TO_READ = (
+    "A Table 3 mean passes when the observed fold mean lies within the tolerance "
+    "±δ, δ = max(0.005, 2·s_ref·√(1/n_ref + 1/n_obs)), of the paper's value (s_ref: the "
+    "authors' fold standard deviation); a standard deviation passes inside the 95 % chi-square "
+    "interval of a 5-fold sample. Rankings count as reversed only beyond the noise of the fold "
+    "means. Statistical significance uses α = 0.05 (an assumption: the paper's threshold is lost "
+    "from the text). Details: `expected_results/README.md`."
+)
+FORMATS = ("text", "md", "json", "junit", "html")
+SUFFIXES = {"text": ".txt", "md": ".md", "json": ".json", "junit": ".xml", "html": ".html"}
+DEFAULT_FORMATS = ("md", "html", "json")  # what `amibr-bench claims` writes without --format
+REPORT_STEM = "claims"
 
 
 # ------------------------------------------------------------------------------ plain data
@@ -70,16 +99,18 @@ def _jsonable(x):
     if isinstance(x, list | tuple):
         return [_jsonable(v) for v in x]
     if isinstance(x, np.generic):
-        return x.item()
+        return _jsonable(x.item())
     if isinstance(x, np.ndarray):
-        return x.tolist()
+        return _jsonable(x.tolist())
+    if isinstance(x, Path):
+        return str(x)
     if isinstance(x, float) and not math.isfinite(x):
         return None
     return x
 
 
 def result_dict(r: ClaimResult) -> dict:
-    """One claim's verdict as a plain dict (the JSON report's element)."""
+    """One claim's verdict as a plain dict (an element of the JSON report's `claims`)."""
     c, v = r.claim, r.verdict
     return _jsonable(
         {
@@ -141,9 +172,14 @@ def _sections(results: list[ClaimResult]) -> list[tuple[str, list[ClaimResult]]]
     return sorted(groups.items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0]))
 
 
+def _tally(items: list[ClaimResult]) -> str:
+    return ", ".join(f"{n} {s}" for s, n in count_statuses(items).items() if n)
+
+
 def _self_reference(results: list[ClaimResult], ctx: Context) -> str:
-    """On the paper's own results set, Table 3 cells restate the numbers they were read from."""
-    if ctx.results is None or ctx.results.name != "paper":
+    """On the authors' own results set (tier paper), Table 3 cells restate the numbers they were
+    read from; on any other set this note does not apply and is empty."""
+    if ctx.results is None or ctx.results.manifest.get("tier") != "paper":
         return ""
     n = sum(Path(r.claim.file).name == "table3.yaml" and r.status == st.PASSED for r in results)
     return (
@@ -178,9 +214,55 @@ def _md_escape(text: str) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
-# ---------------------------------------------------------------------------------- plot
+def report_header(results: list[ClaimResult], ctx: Context | None) -> dict:
+    """What the JSON report says around its claims: the results set (name, path, tier, preset,
+    data, protocol, provenance from its manifest, or None when unrecorded), the summary counts,
+    notes, and the harness version and date that made the report."""
+    rs = ctx.results if ctx else None
+    m = rs.manifest if rs else {}
+    counts = count_statuses(results)
+    note = _self_reference(results, ctx) if ctx else ""
+    return _jsonable(
+        {
+            "report": "amibr-bench claim report",
+            "paper": dict(PAPER),
+            "harness_version": __version__,
+            "generated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "results_set": {
+                "name": rs.name if rs else None,
+                "path": str(rs.path) if rs and rs.path else None,
+                "created": m.get("created"),
+                "written_by": m.get("harness_version"),
+            },
+            "tier": m.get("tier"),
+            "preset": m.get("preset"),
+            "data": m.get("data"),
+            "protocol": rs.protocol if rs else None,
+            "provenance": m.get("provenance"),
+            "summary": {
+                "claims": len(results),
+                **counts,
+                "known_contradictions_confirmed": sum(r.confirmed_contradiction for r in results),
+                "unexpected": sum(r.unexpected for r in results),
+            },
+            "notes": [note] if note else [],
+        }
+    )
+
+
+# ---------------------------------------------------------------------------------- figures
+VERDICT_COLOURS = {
+    st.PASSED: "tab:green",
+    st.BETTER: "tab:blue",
+    st.FAILED: "tab:red",
+    st.INCONCLUSIVE: "tab:olive",
+    st.NOT_RUN: "0.6",
+}
+
+
 def _table3_expectations(results: list[ClaimResult]) -> dict:
-    """(model, method, dataset, metric) -> (expected mean, s_ref) from the Table 3 mean claims."""
+    """(model, method, dataset, metric) -> (expected mean, s_ref, n_ref, verdict of the mean)
+    from the Table 3 mean claims."""
     out = {}
     for r in results:
         c = r.claim
@@ -190,12 +272,24 @@ def _table3_expectations(results: list[ClaimResult]) -> dict:
                 float(c.expected),
                 float(c.tolerance["s_ref"]),
                 int(c.tolerance["n_ref"]),
+                r.status,
             )
     return out
 
 
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def forest_plot(results: list[ClaimResult], ctx: Context, path: Path) -> Path | None:
-    """Table 3 as a forest plot: fold values, observed mean, the paper's value and its margin."""
+    """Table 3 as a forest plot: fold values, observed mean, the paper's value and its tolerance
+    band, coloured by the mean's verdict (green passed, red failed, blue better, olive
+    inconclusive). None without Table 3 configurations in the set."""
     expect = _table3_expectations(results)
     rs = ctx.results
     if rs is None or not expect:
@@ -203,14 +297,16 @@ def forest_plot(results: list[ClaimResult], ctx: Context, path: Path) -> Path | 
     configs = [c for c in TABLE3_CONFIGS if rs.has(*split_config(c))]
     if not configs:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
 
     metrics = ("balanced_accuracy", "auroc")
-    fig, axes = plt.subplots(2, 3, figsize=(15, 10), sharey=True)
+    fig, axes = plt.subplots(
+        2, 3, figsize=(13.8, 2.4 + 0.55 * len(configs)), sharey=True, layout="constrained"
+    )
     ys = np.arange(len(configs))[::-1]
+    seen = set()
     for row, metric in enumerate(metrics):
         for col, dataset in enumerate(TEST_SETS):
             ax = axes[row, col]
@@ -223,28 +319,27 @@ def forest_plot(results: list[ClaimResult], ctx: Context, path: Path) -> Path | 
                 exp = expect.get((model, method, dataset, metric))
                 if exp:
                     delta = st.equivalence_margin(exp[1], exp[2], max(vals.size, 1))
-                    ax.plot(
-                        [exp[0] - delta, exp[0] + delta],
-                        [y, y],
-                        color="tab:red",
-                        lw=6,
-                        alpha=0.25,
-                        solid_capstyle="butt",
-                        zorder=1,
-                    )
-                    ax.plot([exp[0]], [y], "|", color="tab:red", ms=12, mew=2, zorder=4)
-            ax.set_title(f"{dataset} — {'balanced accuracy' if row == 0 else 'AUROC'}", fontsize=10)
+                    seen.add(exp[3])
+                    ax.plot([exp[0] - delta, exp[0] + delta], [y, y], lw=6, alpha=0.35,
+                            color=VERDICT_COLOURS[exp[3]], solid_capstyle="butt", zorder=1)  # fmt: skip
+                    ax.plot([exp[0]], [y], "|", color="tab:purple", ms=12, mew=2, zorder=4)
+            ax.set_title(f"{dataset}: {'balanced accuracy' if row == 0 else 'AUROC'}")
             ax.grid(axis="x", alpha=0.3)
             for sep in (3, 10):
                 if sep < len(configs):
                     ax.axhline(len(configs) - sep - 0.5, color="0.85", lw=0.8)
-    axes[0, 0].set_yticks(ys, [config_label(*split_config(c)) for c in configs], fontsize=8)
-    axes[1, 0].set_yticks(ys, [config_label(*split_config(c)) for c in configs], fontsize=8)
-    title = (
-        f"Table 3 vs results set '{rs.name}': grey = folds, black = fold mean, "
-        "red tick = paper, red band = tolerance"
-    )
-    return _save(fig, title, path, fontsize=11, top=0.96)
+    for row in range(2):
+        axes[row, 0].set_yticks(ys, [config_label(*split_config(c)) for c in configs])
+    handles = [
+        Line2D([], [], ls="", marker="o", ms=4, color="0.6", label="fold"),
+        Line2D([], [], ls="", marker="o", ms=5, color="black", label="fold mean"),
+        Line2D([], [], ls="", marker="|", ms=12, mew=2, color="tab:purple", label="the paper"),
+        *(Patch(color=VERDICT_COLOURS[s], alpha=0.35, label=f"tolerance, mean {s}")
+          for s in VERDICT_COLOURS if s in seen),
+    ]  # fmt: skip
+    fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 4),
+               fontsize=analysis.MIN_FONT_PT, frameon=False)  # fmt: skip
+    return _save(fig, f"Table 3 against results set '{rs.name}'", path)
 
 
 FPR_GRID = np.linspace(0.0, 1.0, 201)
@@ -271,17 +366,17 @@ def roc_plot(ctx: Context, path: Path) -> Path | None:
     rs = ctx.results
     if rs is None or not rs.predictions:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     datasets = [d for d in rs.datasets if any(rs.predictions_for(m, k, d)
                                               for m, k in rs.configurations)]  # fmt: skip
     if not datasets:
         return None
-    fig, axes = plt.subplots(1, len(datasets), figsize=(6 * len(datasets), 5.6), squeeze=False)
+    plt = _pyplot()
+    width = min(analysis.MAX_FIGURE_PX / analysis.FIGURE_DPI, 4.6 * len(datasets))
+    fig, axes = plt.subplots(1, len(datasets), figsize=(width, 5.4), squeeze=False,
+                             layout="constrained")  # fmt: skip
+    numbers = []
     for ax, dataset in zip(axes[0], datasets, strict=True):
+        numbers.append({})
         for model, method in rs.configurations:
             folds = rs.predictions_for(model, method, dataset)
             if not folds or any(y.all() or not y.any() for _, y, _ in folds.values()):
@@ -289,57 +384,325 @@ def roc_plot(ctx: Context, path: Path) -> Path | None:
             tpr, auc = mean_roc(
                 [y for _, y, _ in folds.values()], [p for _, _, p in folds.values()]
             )
+            label = config_label(model, method)
             ax.plot(FPR_GRID, tpr, lw=1.2, color=STRATEGY_COLOURS.get(method, "black"),
-                    label=f"{config_label(model, method)} ({auc:.3f})")  # fmt: skip
+                    label=label)  # fmt: skip
+            numbers[-1][label] = f"{auc:.3f}"
         ax.plot([0, 1], [0, 1], ":", color="0.7", lw=0.8)
         ax.set(title=dataset, xlabel="false-positive rate (normal called atypical)",
                ylabel="true-positive rate (atypical found)", xlim=(0, 1), ylim=(0, 1.01))  # fmt: skip
-        ax.legend(fontsize=6, loc="lower right")
+    analysis.place_legends(fig, axes[0], numbers)
     title = (
-        f"ROC curves of results set '{rs.name}' (as the paper's Figure 2): mean over folds, "
-        "AUROC in brackets; blue = end to end, grey = linear probe, orange = LoRA"
+        f"ROC curves of results set '{rs.name}' (as the paper's Figure 2), mean over folds;\n"
+        "AUROC in brackets; blue = end-to-end, grey = linear probe, orange = LoRA"
     )
-    return _save(fig, title, path, fontsize=10, top=0.94)
+    return _save(fig, title, path)
 
 
-def _save(fig, title: str, path: Path, *, fontsize: int, top: float) -> Path:
-    import matplotlib.pyplot as plt
-
-    fig.suptitle(title, fontsize=fontsize)
-    fig.tight_layout(rect=(0, 0, 1, top))
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90)
-    plt.close(fig)
-    return paths.atomic_write(path, buf.getvalue())
+def _save(fig, title: str, path: Path) -> Path:
+    """Title the figure and write it as `analysis.save_figure` does (atomic, FIGURE_DPI)."""
+    fig.suptitle(title, fontsize=10)
+    return analysis.save_figure(fig, path)
 
 
-FIGURES = (
-    ("forest", "Table 3 at a glance", "Forest plot of Table 3"),
-    ("roc", "ROC curves (Figure 2)", "Fold-averaged ROC curves per test set"),
-)
+FIGURES = {  # name -> (heading, alt text)
+    "forest": ("Table 3 at a glance", "Forest plot of Table 3"),
+    "roc": ("ROC curves (Figure 2)", "Fold-averaged ROC curves per test set"),
+    "experts": ("Models among the experts", "Balanced accuracy of experts and models"),
+    "reliability": ("Reliability diagrams", "Reliability diagrams of the fold ensembles"),
+}
+TOP_FIGURES = ("forest", "roc")  # shown before the claim sections; the others in the analyses
 
 
-def _figures(results: list[ClaimResult], ctx: Context, folder: Path, stem: str) -> dict:
+def _figures(
+    results: list[ClaimResult], ctx: Context, analyses: dict, folder: Path, stem: str
+) -> dict:
     """name -> written PNG path, for the figures this results set can show."""
     made = {
         "forest": forest_plot(results, ctx, folder / f"{stem}-forest.png"),
         "roc": roc_plot(ctx, folder / f"{stem}-roc.png"),
     }
+    if analyses and analyses.get("available"):
+        from harness import experts
+
+        ex = analyses["experts"]
+        if ex.get("comparisons"):
+            made["experts"] = experts.experts_figure(ex, folder / f"{stem}-experts.png")
+        made["reliability"] = analysis.reliability_figure(
+            analyses["calibration"]["rows"], folder / f"{stem}-reliability.png"
+        )
     return {k: v for k, v in made.items() if v is not None}
 
 
-# ------------------------------------------------------------------------------ markdown
-def _table3_matrix_md(results: list[ClaimResult]) -> list[str]:
+# ------------------------------------------------------------------ prediction-level analyses
+def prediction_analyses(ctx: Context) -> dict:
+    """The prediction-level analyses of the context's results set, as plain data (reported,
+    never judged).
+
+    {"available": False, "reason": str} for a set without predictions.csv (or whose folds
+    predict different images); otherwise {"available": True, "threshold", "ensemble" (rows of
+    `analysis.ensemble_metrics`), "calibration": {"binning", "rows"} (`analysis.calibration`),
+    "sensitivity_specificity" (`analysis.sensitivity_specificity`), "threshold_choice"
+    (`analysis.threshold_comparison`), "experts" (`experts_analysis`)}.
+    """
+    rs = ctx.results
+    if rs is None or not rs.predictions:
+        name = rs.name if rs else "none"
+        return {
+            "available": False,
+            "reason": f"results set '{name}' holds per-fold metrics only, no per-image "
+            "predictions (predictions.csv)",
+        }
+    try:
+        out = {
+            "available": True,
+            "threshold": analysis.THRESHOLD,
+            "ensemble": analysis.ensemble_metrics(rs),
+            "calibration": {"binning": analysis.binning(), "rows": analysis.calibration(rs)},
+            "sensitivity_specificity": analysis.sensitivity_specificity(rs),
+            "threshold_choice": analysis.threshold_comparison(rs),
+        }
+    except ResultsError as exc:
+        return {"available": False, "reason": str(exc)}
+    out["experts"] = experts_analysis(ctx)
+    return _jsonable(out)
+
+
+def experts_analysis(ctx: Context) -> dict:
+    """The set's models placed among the experts (`experts.models_vs_experts`).
+
+    The votes come from the data root (`ctx.data_root`), or from the committed synthetic fixture
+    for a set whose test sets are `synthetic:<name>`. Returns {"status": "done", "data_root",
+    "data", "threshold", "tie_rule", "comparisons", "skipped"} (a summary `experts.experts_figure`
+    draws) or {"status": "not run", "reason"} when the votes are absent or do not fit the
+    predictions (the reason is the one-line error)."""
+    from harness import experts
+
+    rs = ctx.results
+    synthetic = any(d.startswith("synthetic:") for d in rs.datasets)
+    root = paths.SYNTHETIC_FIXTURE if synthetic else ctx.data_root
+    if root is None or not root.is_dir():
+        where = root if synthetic else ctx.data_hint
+        return {
+            "status": st.NOT_RUN,
+            "reason": f"needs the expert votes of the datasets at {where} (--data-root or "
+            f"${paths.DATA_ENV})",
+        }
+    try:
+        comparisons, skipped = experts.models_vs_experts(rs, experts.load_vote_tables(root))
+    except paths.InputError as exc:
+        return {"status": st.NOT_RUN, "reason": str(exc)}
+    return {
+        "status": "done",
+        "data_root": str(root),
+        "data": "synthetic" if synthetic else "real",
+        "threshold": analysis.THRESHOLD,
+        "tie_rule": experts.TIE_RULE,
+        "comparisons": comparisons,
+        "skipped": skipped,
+    }
+
+
+@dataclass(frozen=True)
+class Marked:
+    """A table cell with verdict marks after its text: (label, status) pairs (md: icons, html:
+    text badges)."""
+
+    text: str
+    marks: tuple[tuple[str, str], ...] = ()
+
+
+def _num(value, digits: int = 4) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def _mean_std(summary: dict | None) -> str:
+    """'mean ± std' over folds; a single fold has no spread to show."""
+    if not summary:
+        return "–"
+    if len(summary["per_fold"]) == 1:
+        return f"{summary['fold_mean']:.4f} (one fold)"
+    return f"{summary['fold_mean']:.4f} ± {summary['fold_std']:.4f}"
+
+
+def _config(row: dict) -> str:
+    return config_label(row["model"], row["method"])
+
+
+def _short_expert(name: str) -> str:
+    digits = "".join(c for c in name if c.isdigit())
+    return f"E{digits}" if digits else name
+
+
+def _experts_blocks(ex: dict) -> list[tuple]:
+    blocks: list[tuple] = [("h3", "Models among the experts")]
+    if ex["status"] != "done":
+        return [*blocks, ("p", f"Not run: {ex['reason']}.")]
+    blocks += [
+        ("p", f"Expert votes from `{ex['data_root']}` ({ex['data']} data). Balanced accuracy "
+              "(atypical = positive) of each expert against the consensus label (the majority "
+              "of the votes, their own included), against each other expert and against the "
+              "majority of the other experts; of each model, fold mean and fold ensemble at "
+              f"threshold {ex['threshold']:g}, against the same labels. Unanimous / split "
+              "images: scored against the consensus where all experts agree / do not. Ties: "
+              f"{ex['tie_rule']}."),
+        ("figure", "experts"),
+    ]  # fmt: skip
+    for comp in ex["comparisons"]:
+        agree = comp["experts"]
+        names = agree["experts"]
+        pairs = ", ".join(
+            f"{_short_expert(c['a'])}–{_short_expert(c['b'])} {_num(c['kappa'], 3)}"
+            for c in agree["cohen_kappa"]
+        )
+        blocks.append(
+            ("p", f"**{comp['dataset']}**: {comp['n_images']:,} predicted images, "
+                  f"{agree['n_atypical']:,} atypical; all experts agree on "
+                  f"{agree['unanimous_n']:,} ({_num(agree['unanimous_pct'], 1)} %). Fleiss' κ "
+                  f"{_num(agree['fleiss_kappa'], 3)}; Cohen's κ {pairs} (mean "
+                  f"{_num(agree['mean_cohen_kappa'], 3)}).")
+        )  # fmt: skip
+        head = ["Rater", "vs consensus", *(f"vs {_short_expert(n)}" for n in names),
+                "vs the other experts", "unanimous images", "split images"]  # fmt: skip
+        rows = []
+        for i, name in enumerate(names):
+            pair = agree["pairwise_balanced_accuracy"][name]
+            by_votes = agree["vs_consensus_by_votes"][i]
+            rows.append(
+                [f"expert {_short_expert(name)}",
+                 _num(agree["vs_consensus"][i]["balanced_accuracy"]),
+                 *("–" if other == name else _num(pair.get(other)) for other in names),
+                 _num(agree["vs_others"][i]["balanced_accuracy"]),
+                 _num(by_votes["unanimous"]["balanced_accuracy"]),
+                 _num(by_votes["split"]["balanced_accuracy"])]
+            )  # fmt: skip
+        for m in comp["models"]:
+            for kind, label in (("fold_mean", "fold mean"), ("ensemble", "fold ensemble")):
+                s = m[kind]
+                rows.append(
+                    [f"{config_label(m['model'], m['method'])}, {label}",
+                     _num(s["vs"]["consensus"]), *(_num(s["vs"].get(n)) for n in names), "–",
+                     _num(s["unanimous"]["balanced_accuracy"]),
+                     _num(s["split"]["balanced_accuracy"])]
+                )  # fmt: skip
+        blocks.append(("table", head, rows))
+    if ex["skipped"]:
+        blocks.append(
+            ("p", f"Not compared: {', '.join(ex['skipped'])} (one annotator, no expert votes).")
+        )
+    return blocks
+
+
+def _analyses_blocks(an: dict) -> list[tuple]:
+    """The analyses section as neutral blocks: ("h2"|"h3"|"p", text), ("table", head, rows),
+    ("figure", name); `_blocks_md` and `_blocks_html` render them."""
+    blocks: list[tuple] = [("h2", "Prediction-level analyses (reported, not judged)")]
+    if not an["available"]:
+        return [*blocks, ("p", f"Not available: {an['reason']}.")]
+    blocks.append(
+        ("p", "From `predictions.csv`; an image counts as atypical when prob_atypical ≥ "
+              f"{an['threshold']:g} (atypical = positive class). The paper states no number for "
+              "these figures, so they carry no verdict.")
+    )  # fmt: skip
+    blocks += _experts_blocks(an["experts"])
+    notes = any("note" in r for r in an["ensemble"])
+    rows = [
+        [_config(r), r["dataset"], str(len(r["folds"])),
+         _mean_std(r.get("balanced_accuracy")),
+         _num((r.get("balanced_accuracy") or {}).get("ensemble")),
+         _mean_std(r.get("auroc")), _num((r.get("auroc") or {}).get("ensemble")),
+         *([r.get("note", "")] if notes else [])]
+        for r in an["ensemble"]
+    ]  # fmt: skip
+    blocks += [
+        ("h3", "Fold ensemble vs mean over folds"),
+        ("p", "The fold ensemble averages the fold models' prob_atypical per image; the fold "
+              "mean (± std, ddof=1) averages the folds' metrics, as Table 3 does."),
+        ("table", ["Configuration", "Test set", "Folds", "BA, fold mean ± std",
+                   "BA, fold ensemble", "AUROC, fold mean ± std", "AUROC, fold ensemble",
+                   *(["Note"] if notes else [])], rows),
+    ]  # fmt: skip
+    cal = an["calibration"]
+    rows = [
+        [_config(r), r["dataset"], f"{r['n_images']:,}",
+         ", ".join(_num(v, 3) for v in r["ece_per_fold"]), _num(r["ece_fold_mean"], 3),
+         _num(r["ece_ensemble"], 3)]
+        for r in cal["rows"]
+    ]  # fmt: skip
+    blocks += [
+        ("h3", "Calibration"),
+        ("p", f"Expected calibration error (ECE) of prob_atypical; binning: {cal['binning']}."),
+        ("figure", "reliability"),
+        ("table", ["Configuration", "Test set", "Images", "ECE per fold", "ECE, fold mean",
+                   "ECE, fold ensemble"], rows),
+    ]  # fmt: skip
+    notes = any("note" in r for r in an["sensitivity_specificity"])
+    rows = [
+        [_config(r), r["dataset"], str(len(r["folds"])), _mean_std(r.get("sensitivity")),
+         _mean_std(r.get("specificity")),
+         ", ".join(f"{a:.3f} / {b:.3f}" for a, b in zip(
+             (r.get("sensitivity") or {}).get("per_fold", []),
+             (r.get("specificity") or {}).get("per_fold", []), strict=True)) or "–",
+         *([r.get("note", "")] if notes else [])]
+        for r in an["sensitivity_specificity"]
+    ]  # fmt: skip
+    blocks += [
+        ("h3", "Sensitivity and specificity of the atypical class"),
+        ("p", f"Per fold at threshold {an['threshold']:g}, as the paper prints them in §5; "
+              "mean ± std over folds (ddof=1)."),
+        ("table", ["Configuration", "Test set", "Folds", "Sensitivity, mean ± std",
+                   "Specificity, mean ± std", "Per fold (sensitivity / specificity)",
+                   *(["Note"] if notes else [])], rows),
+    ]  # fmt: skip
+    choice = an["threshold_choice"]
+    text = f"{an['threshold']:g} against a threshold chosen on each fold's validation images: "
+    if not choice["available"]:
+        blocks += [("h3", "Decision threshold"), ("p", text + choice["reason"] + ".")]
+    else:
+        rows = [
+            [_config(r), r["dataset"], r.get("note") or ", ".join(_num(t, 3) for t in r["thresholds"]),
+             _num(r.get("fold_mean_at_half")), _num(r.get("fold_mean_at_chosen"))]
+            for r in choice["rows"]
+        ]  # fmt: skip
+        blocks += [
+            ("h3", "Decision threshold"),
+            ("p", text.rstrip(": ") + "."),
+            ("table", ["Configuration", "Test set", "Chosen thresholds", "BA at 0.5, fold mean",
+                       "BA at the chosen threshold, fold mean"], rows),
+        ]  # fmt: skip
+    return blocks
+
+
+def _summary_blocks(results: list[ClaimResult], ctx: Context) -> list[tuple]:
+    """The counts of each verdict as a table, then who failed and the set-specific note."""
+    counts = count_statuses(results)
+    rows = [[Marked("", ((s, s),)), str(n), VERDICT_WORDS[s]] for s, n in counts.items()]
+    rows.append(["all claims", str(len(results)), ""])
+    contra = sum(r.confirmed_contradiction for r in results)
+    unexpected = sum(r.unexpected for r in results)
+    blocks: list[tuple] = [
+        ("h2", "Summary"),
+        ("table", ["Verdict", "Claims", "Meaning"], rows),
+        ("p", f"Of the {counts[st.FAILED]} failed, {contra} are contradictions the paper's own "
+              f"evidence shows (expected); {unexpected} unexpected result(s)."),
+    ]  # fmt: skip
+    note = _self_reference(results, ctx)
+    if note:
+        blocks.append(("p", f"Note: {note}"))
+    return blocks
+
+
+def _table3_blocks(items: list[ClaimResult]) -> list[tuple]:
+    """Table 3 compact: 'paper (mean ± std) → observed', marked with the mean and std verdicts."""
     cells = {}
-    for r in results:
+    for r in items:
         p = r.claim.params
-        if r.claim.section == "Table 3":
-            cells[(p["model"], p["method"], p["dataset"], p["metric"], p["stat"])] = r
+        cells[(p["model"], p["method"], p["dataset"], p["metric"], p["stat"])] = r
     head = ["Configuration"] + [f"{d} {m}" for d in TEST_SETS for m in ("BA", "AUROC")]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    rows = []
     for config in TABLE3_CONFIGS:
         model, method = split_config(config)
-        row = [config_label(model, method)]
+        row: list = [config_label(model, method)]
         for d in TEST_SETS:
             for metric in ("balanced_accuracy", "auroc"):
                 m = cells.get((model, method, d, metric, "mean"))
@@ -354,9 +717,39 @@ def _table3_matrix_md(results: list[ClaimResult]) -> list[str]:
                 obs_m = m.verdict.details.get("mean")
                 obs_s = m.verdict.details.get("std")
                 obs = f"{obs_m:.4f} ± {obs_s:.4f}" if obs_m is not None else "?"
-                row.append(f"{paper} → {obs} {ICON[m.status]}{ICON[s.status]}")
-        lines.append("| " + " | ".join(row) + " |")
-    return lines
+                row.append(Marked(f"{paper} → {obs}", (("mean", m.status), ("std", s.status))))
+        rows.append(row)
+    return [
+        ("p", "Paper (mean ± std over 5 folds) → observed; marks: the mean's verdict, then the "
+              "std's."),
+        ("table", head, rows),
+    ]  # fmt: skip
+
+
+# ------------------------------------------------------------------------------ markdown
+def _cell_md(cell) -> str:
+    if not isinstance(cell, Marked):
+        return _md_escape(cell)
+    marks = [ICON[s] if cell.text else f"{ICON[s]} {label}" for label, s in cell.marks]
+    return " ".join([_md_escape(cell.text)] * bool(cell.text) + marks)
+
+
+def _blocks_md(blocks: list[tuple], plots: dict) -> list[str]:
+    out: list[str] = []
+    for kind, *rest in blocks:
+        if kind in ("h2", "h3"):
+            out += [f"{'#' * int(kind[1])} {rest[0]}", ""]
+        elif kind == "p":
+            out += [rest[0], ""]
+        elif kind == "figure":
+            if plots.get(rest[0]):
+                out += [f"![{FIGURES[rest[0]][1]}]({plots[rest[0]]})", ""]
+        elif kind == "table":
+            head, rows = rest
+            out += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+            out += ["| " + " | ".join(_cell_md(c) for c in row) + " |" for row in rows]
+            out.append("")
+    return out
 
 
 def _rows_md(items: list[ClaimResult]) -> list[str]:
@@ -378,10 +771,16 @@ def _rows_md(items: list[ClaimResult]) -> list[str]:
 
 
 def to_markdown(
-    results: list[ClaimResult], ctx: Context, deviations: list[dict], plots: dict | None = None
+    results: list[ClaimResult],
+    ctx: Context,
+    deviations: list[dict],
+    plots: dict | None = None,
+    analyses: dict | None = None,
 ) -> str:
-    """`plots`: figure name (FIGURES) -> image file name beside the report."""
-    counts, line = _summary(results)
+    """`plots`: figure name (FIGURES) -> image file name beside the report; `analyses`: from
+    `prediction_analyses` (computed here when not given)."""
+    plots = plots or {}
+    analyses = analyses if analyses is not None else prediction_analyses(ctx)
     set_name, protocol = _set_description(ctx)
     contra = [r for r in results if r.confirmed_contradiction]
     unexpected = [r for r in results if r.unexpected]
@@ -394,27 +793,15 @@ def to_markdown(
         f"- **Produced by:** {protocol}",
         f"- **Generated:** {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC} "
         f"by amibr-bench {__version__}",
-        f"- **Summary:** {line}",
-        *(
-            [f"- **Note:** {_self_reference(results, ctx)}"]
-            if _self_reference(results, ctx)
-            else []
-        ),
-        f"- **Of the {counts[st.FAILED]} failed:** {len(contra)} are contradictions the paper's "
-        f"own evidence shows (expected); {len(unexpected)} unexpected.",
         "",
+        *_blocks_md(_summary_blocks(results, ctx), plots),
         "## How to read this report",
         "",
         "Each claim is a statement of the paper with its expected value and a tolerance. Verdicts:",
         "",
         *[f"- {ICON[s]} **{s}** — {w}." for s, w in VERDICT_WORDS.items()],
         "",
-        "A Table 3 mean passes when the observed fold mean lies within "
-        "δ = max(0.005, 2·s_ref·√(1/n_ref + 1/n_obs)) of the paper's value (s_ref: the authors' "
-        "fold standard deviation); a standard deviation passes inside the 95 % chi-square interval "
-        "of a 5-fold sample. Rankings count as reversed only beyond the noise of the fold means. "
-        "Statistical significance uses α = 0.05 (an assumption: the paper's threshold is lost from "
-        "the text). Details: `expected_results/README.md`.",
+        HOW_TO_READ,
         "",
     ]
     if contra:
@@ -437,19 +824,14 @@ def to_markdown(
                 f"We observe: {r.verdict.reason}",
                 "",
             ]
-    for name, title, alt in FIGURES:
-        if (plots or {}).get(name):
-            out += [f"## {title}", "", f"![{alt}]({plots[name]})", ""]
+    for name in TOP_FIGURES:
+        if plots.get(name):
+            out += [f"## {FIGURES[name][0]}", "", f"![{FIGURES[name][1]}]({plots[name]})", ""]
     for section, items in _sections(results):
-        c = count_statuses(items)
-        tally = ", ".join(f"{n} {s}" for s, n in c.items() if n)
-        out += [f"## {section}", "", f"{len(items)} claims: {tally}.", ""]
+        out += [f"## {section}", "", f"{len(items)} claims: {_tally(items)}.", ""]
         if section == "Table 3":
             out += [
-                "Paper (mean ± std over 5 folds) → observed; icons: mean verdict, std verdict.",
-                "",
-                *_table3_matrix_md(items),
-                "",
+                *_blocks_md(_table3_blocks(items), plots),
                 "<details><summary>Every Table 3 claim</summary>",
                 "",
                 *_rows_md(items),
@@ -459,6 +841,7 @@ def to_markdown(
             ]
         else:
             out += [*_rows_md(items), ""]
+    out += _blocks_md(_analyses_blocks(analyses), plots)
     out += [
         "## Deviation ledger: the paper's text vs the authors' code",
         "",
@@ -478,81 +861,177 @@ def to_markdown(
 
 
 # ---------------------------------------------------------------------------------- html
-_CSS = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1400px;color:#222}
+_CSS = """body{font-family:system-ui,"Segoe UI","DejaVu Sans",Arial,sans-serif;margin:2em auto;
+max-width:1400px;padding:0 1em;color:#222;line-height:1.4}
 table{border-collapse:collapse;margin:1em 0;font-size:13px}
-td,th{border:1px solid #ccc;padding:4px 6px;
-vertical-align:top}th{background:#f2f2f2}.passed{background:#e8f6e8}.failed{background:#fbe3e3}
-.passed-and-better{background:#e3effb}.inconclusive{background:#fff6d6}.not-run{background:#f0f0f0}
-code{font-size:12px}.contra{font-style:italic;color:#7a2b00}img{max-width:100%}"""
+td,th{border:1px solid #ccc;padding:4px 6px;vertical-align:top;text-align:left}
+th{background:#f2f2f2}tr.passed{background:#f1faf1}tr.failed{background:#fdf0f0}
+tr.passed-and-better{background:#eef5fd}tr.inconclusive{background:#fffbea}
+tr.not-run{background:#f7f7f7}code{font-size:12px;background:#f3f3f3;padding:0 2px}
+.contra{font-style:italic;color:#7a2b00}img{max-width:100%;height:auto}
+.badge{display:inline-block;padding:0 6px;margin:1px 0;border-radius:9px;font-size:12px;
+font-weight:600;white-space:nowrap;border:1px solid}
+.badge.passed{background:#dcf3dc;color:#1c5c1c;border-color:#8cc78c}
+.badge.passed-and-better{background:#dceafa;color:#173f73;border-color:#86abd9}
+.badge.failed{background:#fadcdc;color:#7d1616;border-color:#d98c8c}
+.badge.inconclusive{background:#fbf1cc;color:#5e4a00;border-color:#d6bf6b}
+.badge.not-run{background:#ececec;color:#444;border-color:#bbb}
+table.meta td:first-child{font-weight:600}.contents{font-size:14px;line-height:1.7}
+.nw{white-space:nowrap}"""
+_MD_CODE = re.compile(r"`([^`]+)`")
+_MD_LINK = re.compile(r"\[([^\]]+)\]\(([^)\s]+)\)")
+_MD_BOLD = re.compile(r"\*\*(.+?)\*\*")
+_MD_ITALIC = re.compile(r"(?<![\w*])\*(?=\S)([^*]+?)(?<=\S)\*(?![\w*])")
+
+
+def _link_html(m: re.Match) -> str:
+    href = m[2].replace('"', "&quot;")  # m[2] is escaped already, but for quotes
+    return f'<a href="{href}">{m[1]}</a>'
+
+
+def inline_html(text) -> str:
+    """Escape `text` for HTML and turn its inline markdown into tags: `code`, **bold**,
+    *italic*, [text](link); nothing of the markdown syntax is left in the page."""
+    out = []
+    for i, part in enumerate(_MD_CODE.split(str(text))):
+        if i % 2:
+            out.append(f"<code>{html.escape(part)}</code>")
+            continue
+        part = html.escape(part, quote=False)
+        part = _MD_LINK.sub(_link_html, part)
+        part = _MD_BOLD.sub(r"<b>\1</b>", part)
+        out.append(_MD_ITALIC.sub(r"<i>\1</i>", part))
+    return "".join(out)
+
+
+def badge(status: str, label: str | None = None) -> str:
+    """A verdict as a text badge drawn by CSS (no emoji font needed)."""
+    text = BADGE[status] if label in (None, status) else f"{label} {BADGE[status]}"
+    return f"<span class='badge {status.replace(' ', '-')}' title='{html.escape(status)}'>{html.escape(text)}</span>"
+
+
+def _cell_html(cell) -> str:
+    if not isinstance(cell, Marked):
+        return inline_html(cell)
+    marks = " ".join(badge(s, label) for label, s in cell.marks)
+    if not cell.text:
+        return marks
+    lines = cell.text.split(" → ")  # 'paper → observed' on two lines, the marks on a third
+    text = "<br>→ ".join(f"<span class='nw'>{inline_html(t)}</span>" for t in lines)
+    return f"{text}<br>{marks}"
+
+
+def _img_html(name: str, pngs: dict) -> str:
+    if not pngs.get(name):
+        return ""
+    data = base64.b64encode(pngs[name]).decode()
+    return f"<p><img alt='{html.escape(FIGURES[name][1])}' src='data:image/png;base64,{data}'></p>"
+
+
+def _blocks_html(blocks: list[tuple], pngs: dict) -> list[str]:
+    out = []
+    for kind, *rest in blocks:
+        if kind in ("h2", "h3"):
+            out.append(f"<{kind}>{inline_html(rest[0])}</{kind}>")
+        elif kind == "p":
+            out.append(f"<p>{inline_html(rest[0])}</p>")
+        elif kind == "figure":
+            out.append(_img_html(rest[0], pngs))
+        elif kind == "table":
+            head, rows = rest
+            out.append(
+                "<table><tr>" + "".join(f"<th>{inline_html(h)}</th>" for h in head) + "</tr>"
+                + "".join("<tr>" + "".join(f"<td>{_cell_html(c)}</td>" for c in row) + "</tr>"
+                          for row in rows)
+                + "</table>"
+            )  # fmt: skip
+    return out
 
 
 def _row_html(r: ClaimResult) -> str:
-    e = html.escape
     note = ""
     if r.confirmed_contradiction:
         note = (
-            f"<div class='contra'>Contradiction (expected): {e(r.claim.known_contradiction)}</div>"
+            "<div class='contra'>Contradiction (expected): "
+            f"{inline_html(r.claim.known_contradiction)}</div>"
         )
     elif r.unexpected:
         note = "<div class='contra'><b>UNEXPECTED</b></div>"
     return (
-        f"<tr class='{r.status.replace(' ', '-')}'><td><code>{e(r.claim.id)}</code></td>"
-        f"<td>{e(r.claim.statement)} <small>({e(r.claim.source)})</small></td>"
-        f"<td>{e(format_expected(r))}</td><td>{e(_cell_text(r))}{note}</td>"
-        f"<td>{ICON[r.status]} {e(r.status)}</td></tr>"
+        f"<tr class='{r.status.replace(' ', '-')}'><td><code>{html.escape(r.claim.id)}</code></td>"
+        f"<td>{inline_html(r.claim.statement)} <small>({inline_html(r.claim.source)})</small></td>"
+        f"<td>{inline_html(format_expected(r))}</td><td>{inline_html(_cell_text(r))}{note}</td>"
+        f"<td>{badge(r.status)}</td></tr>"
     )
 
 
 def to_html(
-    results: list[ClaimResult], ctx: Context, deviations: list[dict], pngs: dict | None = None
+    results: list[ClaimResult],
+    ctx: Context,
+    deviations: list[dict],
+    pngs: dict | None = None,
+    analyses: dict | None = None,
 ) -> str:
-    """`pngs`: figure name (FIGURES) -> PNG bytes, embedded in the page."""
+    """One self-contained page. `pngs`: figure name (FIGURES) -> PNG bytes, embedded; `analyses`:
+    from `prediction_analyses` (computed here when not given). Verdicts are text badges; inline
+    markdown of the reasons becomes tags (`inline_html`)."""
     e = html.escape
-    counts, line = _summary(results)
+    pngs = pngs or {}
+    analyses = analyses if analyses is not None else prediction_analyses(ctx)
     set_name, protocol = _set_description(ctx)
     contra = [r for r in results if r.confirmed_contradiction]
+    unexpected = [r for r in results if r.unexpected]
     parts = [
-        f"<!doctype html><html><head><meta charset='utf-8'><title>Claim report</title>"
-        f"<style>{_CSS}</style></head><body>",
         f"<h1>Claim report — {e(PAPER['title'])}</h1>",
-        f"<p>Banerjee et al., {e(PAPER['venue'])} (arXiv {e(PAPER['arxiv'])}).</p><ul>"
-        f"<li><b>Results set:</b> {e(set_name)}</li><li><b>Produced by:</b> {e(protocol)}</li>"
-        f"<li><b>Generated:</b> {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC}, amibr-bench "
-        f"{e(__version__)}</li><li><b>Summary:</b> {e(line)} {e(_self_reference(results, ctx))}</li>"
-        f"<li><b>Contradictions the paper's own evidence shows:</b> {len(contra)}</li></ul>",
-        "<h2>How to read this report</h2><ul>",
+        f"<p>Banerjee et al., {e(PAPER['venue'])} (arXiv {e(PAPER['arxiv'])}), doi "
+        f"{e(PAPER['doi'])}.</p>",
+        "<table class='meta'>"
+        f"<tr><td>Results set</td><td>{inline_html(set_name)}</td></tr>"
+        f"<tr><td>Produced by</td><td>{inline_html(protocol)}</td></tr>"
+        f"<tr><td>Generated</td><td>{datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC} by "
+        f"amibr-bench {e(__version__)}</td></tr></table>",
+        *_blocks_html(_summary_blocks(results, ctx), pngs),
+        "<h2>How to read this report</h2><p>Each claim is a statement of the paper with its "
+        "expected value and a tolerance. Verdicts:</p><ul>",
+        *(f"<li>{badge(s)} {e(w)}.</li>" for s, w in VERDICT_WORDS.items()),
+        f"</ul><p>{inline_html(HOW_TO_READ)}</p>",
     ]
-    parts += [f"<li>{ICON[s]} <b>{e(s)}</b> — {e(w)}.</li>" for s, w in VERDICT_WORDS.items()]
-    parts.append("</ul>")
     if contra:
         parts.append("<h2>Claims the paper's own evidence contradicts</h2><ul>")
         parts += [
-            f"<li><code>{e(r.claim.id)}</code>: the paper says <i>{e(r.claim.statement)}</i>. "
-            f"We observe: {e(r.verdict.reason)}. Why: {e(r.claim.known_contradiction)}</li>"
+            f"<li><code>{e(r.claim.id)}</code> ({inline_html(r.claim.source)}): the paper says "
+            f"<i>{inline_html(r.claim.statement)}</i>. We observe: "
+            f"{inline_html(r.verdict.reason)}. Why: {inline_html(r.claim.known_contradiction)}"
+            "</li>"
             for r in contra
         ]
         parts.append("</ul>")
-    for name, title, alt in FIGURES:
-        if (pngs or {}).get(name):
-            parts.append(
-                f"<h2>{e(title)}</h2><img alt='{e(alt)}' "
-                f"src='data:image/png;base64,{base64.b64encode(pngs[name]).decode()}'>"
-            )
+    if unexpected:
+        parts.append("<h2>Unexpected results</h2><ul>")
+        parts += [
+            f"<li><code>{e(r.claim.id)}</code>: the paper says <i>{inline_html(r.claim.statement)}"
+            f"</i>. We observe: {inline_html(r.verdict.reason)}</li>"
+            for r in unexpected
+        ]
+        parts.append("</ul>")
+    for name in TOP_FIGURES:
+        if pngs.get(name):
+            parts += [f"<h2>{e(FIGURES[name][0])}</h2>", _img_html(name, pngs)]
     head = (
         "<table><tr><th>Claim</th><th>The paper says</th><th>Expected</th><th>We observe</th>"
         "<th>Verdict</th></tr>"
     )
     for section, items in _sections(results):
-        c = count_statuses(items)
-        tally = ", ".join(f"{n} {s}" for s, n in c.items() if n)
-        parts.append(f"<h2>{e(section)}</h2><p>{len(items)} claims: {e(tally)}.</p>")
+        parts.append(f"<h2>{e(section)}</h2><p>{len(items)} claims: {e(_tally(items))}.</p>")
         rows = "".join(_row_html(r) for r in items)
         if section == "Table 3":
+            parts += _blocks_html(_table3_blocks(items), pngs)
             parts.append(
                 f"<details><summary>Every Table 3 claim</summary>{head}{rows}</table></details>"
             )
         else:
             parts.append(f"{head}{rows}</table>")
+    parts += _blocks_html(_analyses_blocks(analyses), pngs)
     parts.append(
         "<h2>Deviation ledger: the paper's text vs the authors' code</h2><table><tr>"
         "<th>Topic</th><th>The paper says</th><th>The authors' code does</th>"
@@ -562,13 +1041,43 @@ def to_html(
         parts.append(
             "<tr>"
             + "".join(
-                f"<td>{e(str(d.get(k, '')))}</td>"
+                f"<td>{inline_html(d.get(k, ''))}</td>"
                 for k in ("topic", "paper", "code", "impact", "harness")
             )
             + "</tr>"
         )
-    parts.append("</table></body></html>")
-    return "\n".join(parts)
+    parts.append("</table>")
+    title = f"Claim report: {ctx.results.name if ctx.results else 'none'}"
+    return _html_page(title, [_with_contents("\n".join(parts))])
+
+
+def _html_page(title: str, parts: list[str]) -> str:
+    """A self-contained page: the report's style sheet, then `parts`."""
+    return (
+        f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}"
+        f"</title><style>{_CSS}</style></head><body>\n" + "\n".join(parts) + "\n</body></html>"
+    )
+
+
+_H2 = re.compile(r"<h2>(.*?)</h2>")
+
+
+def _with_contents(page: str) -> str:
+    """Give every <h2> an id and list them, linked, after the page's first table."""
+    seen: dict[str, int] = {}
+    links = []
+
+    def anchor(m: re.Match) -> str:
+        slug = re.sub(r"[^a-z0-9]+", "-", re.sub(r"<[^>]+>", "", m[1]).lower()).strip("-")
+        seen[slug] = seen.get(slug, 0) + 1
+        slug = f"{slug}-{seen[slug]}" if seen[slug] > 1 else slug
+        links.append(f"<a href='#{slug}'>{m[1]}</a>")
+        return f"<h2 id='{slug}'>{m[1]}</h2>"
+
+    page = _H2.sub(anchor, page)
+    nav = "<p class='contents'><b>Contents:</b> " + " · ".join(links) + "</p>"
+    head, sep, rest = page.partition("</table>")
+    return head + sep + nav + rest
 
 
 # --------------------------------------------------------------------------------- junit
@@ -618,13 +1127,18 @@ def to_junit(results: list[ClaimResult], ctx: Context | None = None) -> str:
     )
 
 
-def to_text(results: list[ClaimResult], ctx: Context) -> str:
-    """Terminal report: every judged claim on one line; claims not run counted per section."""
+# ---------------------------------------------------------------------------------- text
+def _text_head(results: list[ClaimResult], ctx: Context) -> list[str]:
     name, protocol = _set_description(ctx)
     _, line = _summary(results)
     out = [f"results set: {name}", f"produced by: {protocol}", f"summary: {line}"]
     note = _self_reference(results, ctx)
-    out += [f"note: {note}", ""] if note else [""]
+    return out + ([f"note: {note}", ""] if note else [""])
+
+
+def to_text(results: list[ClaimResult], ctx: Context) -> str:
+    """Terminal report: every judged claim on one line; claims not run counted per section."""
+    out = _text_head(results, ctx)
     for section, items in _sections(results):
         not_run = [r for r in items if r.status == st.NOT_RUN and not r.evaluator_error]
         out.append(f"{section}")
@@ -646,36 +1160,192 @@ def to_text(results: list[ClaimResult], ctx: Context) -> str:
     return "\n".join(out) + "\n"
 
 
-def to_json(results: list[ClaimResult]) -> str:
-    return json.dumps([result_dict(r) for r in results], indent=2, ensure_ascii=False) + "\n"
+SUMMARY_LISTED = 12  # claims listed per verdict in the short summary
+
+
+def to_summary(results: list[ClaimResult], ctx: Context, written: list[Path] = ()) -> str:
+    """The short terminal summary `amibr-bench claims` prints: counts per section, then each
+    claim that did not pass (unexpected first), at most SUMMARY_LISTED per kind, and the report
+    files written."""
+    out = _text_head(results, ctx)
+    width = max((len(s) for s, _ in _sections(results)), default=0)
+    out += [f"  {section:<{width}}  {_tally(items)}" for section, items in _sections(results)]
+    groups = (
+        ("unexpected", [r for r in results if r.unexpected]),
+        (
+            "failed: contradictions the paper's own evidence shows (expected)",
+            [r for r in results if r.confirmed_contradiction],
+        ),
+        ("inconclusive", [r for r in results if r.status == st.INCONCLUSIVE]),
+        ("passed-and-better", [r for r in results if r.status == st.BETTER]),
+    )
+    for title, items in groups:
+        if not items:
+            continue
+        out += ["", f"{title} ({len(items)}):"]
+        out += [f"  {r.claim.id}: {_cell_text(r)}" for r in items[:SUMMARY_LISTED]]
+        if len(items) > SUMMARY_LISTED:
+            out.append(f"  ... {len(items) - SUMMARY_LISTED} more in the full report")
+    if written:
+        out += ["", "full report:", *(f"  {p}" for p in written)]
+    return "\n".join(out) + "\n"
+
+
+# ---------------------------------------------------------------------------------- json
+def to_json(
+    results: list[ClaimResult], ctx: Context | None = None, analyses: dict | None = None
+) -> str:
+    """The report as JSON: `report_header` (results set, tier, preset, provenance, summary,
+    harness version and date), then `claims` (one `result_dict` each) and `analyses`
+    (`prediction_analyses`, computed here when not given)."""
+    if analyses is None:
+        analyses = prediction_analyses(ctx) if ctx else {"available": False, "reason": "no set"}
+    doc = {
+        **report_header(results, ctx),
+        "claims": [result_dict(r) for r in results],
+        "analyses": _jsonable(analyses),
+    }
+    return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
 
 
 # ------------------------------------------------------------------------------ writing
+def _format_text(
+    fmt: str, results: list[ClaimResult], ctx: Context, analyses: dict | None, figures: dict
+) -> str:
+    if fmt == "json":
+        return to_json(results, ctx, analyses)
+    if fmt == "junit":
+        return to_junit(results, ctx)
+    if fmt == "text":
+        return to_text(results, ctx)
+    if fmt == "md":
+        plots = {k: p.name for k, p in figures.items()}
+        return to_markdown(results, ctx, load_deviations(), plots, analyses)
+    if fmt == "html":
+        pngs = {k: p.read_bytes() for k, p in figures.items()}
+        return to_html(results, ctx, load_deviations(), pngs, analyses)
+    raise ValueError(f"unknown format {fmt!r} ({', '.join(FORMATS)})")
+
+
 def render(
     results: list[ClaimResult], ctx: Context, fmt: str = "md", out: Path | None = None
 ) -> str:
-    """The report text; with `out`, also writes it and (md/html) its figures beside it."""
-    deviations = load_deviations()
-    if fmt == "json":
-        text = to_json(results)
-    elif fmt == "junit":
-        text = to_junit(results, ctx)
-    elif fmt == "text":
-        text = to_text(results, ctx)
-    elif fmt == "md":
-        made = _figures(results, ctx, out.parent, out.stem) if out is not None else {}
-        text = to_markdown(results, ctx, deviations, {k: p.name for k, p in made.items()})
-    elif fmt == "html":
-        with tempfile.TemporaryDirectory() as tmp:
-            made = _figures(
-                results, ctx, out.parent if out else Path(tmp), out.stem if out else "r"
-            )
-            text = to_html(results, ctx, deviations, {k: p.read_bytes() for k, p in made.items()})
-    else:
-        raise ValueError(f"unknown format {fmt!r} (text, md, json, junit, html)")
+    """The report text in one format; with `out`, also writes it and (md/html) its figures
+    beside it (md links them, html embeds them)."""
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r} ({', '.join(FORMATS)})")
+    analyses = prediction_analyses(ctx) if fmt in DEFAULT_FORMATS else None
+    with tempfile.TemporaryDirectory() as tmp:
+        figures = {}
+        if fmt == "html" or (fmt == "md" and out is not None):
+            folder, stem = (out.parent, out.stem) if out is not None else (Path(tmp), "r")
+            figures = _figures(results, ctx, analyses, folder, stem)
+        text = _format_text(fmt, results, ctx, analyses, figures)
     if out is not None:
         paths.atomic_write(out, text)
     return text
+
+
+def write_reports(
+    results: list[ClaimResult],
+    ctx: Context,
+    folder: Path,
+    formats: tuple[str, ...] = DEFAULT_FORMATS,
+    stem: str = REPORT_STEM,
+) -> list[Path]:
+    """Write each format to folder/<stem><suffix> (figures once, as <stem>-<name>.png beside
+    them); the analyses are computed once. Returns the written report files."""
+    folder = Path(folder)
+    analyses = prediction_analyses(ctx) if set(formats) & set(DEFAULT_FORMATS) else None
+    figures = (
+        _figures(results, ctx, analyses, folder, stem) if {"md", "html"} & set(formats) else {}
+    )
+    written = []
+    for fmt in formats:
+        text = _format_text(fmt, results, ctx, analyses, figures)
+        written.append(paths.atomic_write(folder / f"{stem}{SUFFIXES[fmt]}", text))
+    return written
+
+
+def analyses_report(ctx: Context, folder: Path, stem: str) -> list[Path]:
+    """The prediction-level analyses of one results set on their own (no claims), as md, html
+    and json in `folder` (the smoke job's real-data subset, whose claims are not judged)."""
+    folder = Path(folder)
+    analyses = prediction_analyses(ctx)
+    figures = _figures([], ctx, analyses, folder, stem)
+    name, protocol = _set_description(ctx)
+    title = (
+        f"Prediction-level analyses of results set {ctx.results.name if ctx.results else 'none'}"
+    )
+    blocks = [("p", f"Results set: {name}. Produced by: {protocol}."),
+              ("figure", "roc"), *_analyses_blocks(analyses)]  # fmt: skip
+    md = "\n".join([f"# {title}", "", *_blocks_md(blocks, {k: p.name for k, p in figures.items()})])
+    pngs = {k: p.read_bytes() for k, p in figures.items()}
+    page = _html_page(title, [f"<h1>{html.escape(title)}</h1>", *_blocks_html(blocks, pngs)])
+    doc = {**report_header([], ctx), "analyses": analyses}
+    doc.pop("summary")
+    texts = {
+        ".md": md,
+        ".html": page,
+        ".json": json.dumps(doc, indent=2, ensure_ascii=False) + "\n",
+    }
+    return [paths.atomic_write(folder / f"{stem}{suffix}", text) for suffix, text in texts.items()]
+
+
+# ----------------------------------------------------------------------- command line
+def format_of(path: str) -> str:
+    """The report format a file name asks for (.md, .html, .json, .xml = junit, .txt = text);
+    InputError naming --out otherwise."""
+    suffix = Path(path).suffix.lower()
+    by_suffix = {v: k for k, v in SUFFIXES.items()} | {".htm": "html", ".markdown": "md"}
+    if suffix not in by_suffix:
+        raise paths.InputError(
+            f"--out {path}: cannot tell the report format from the suffix "
+            f"{suffix or '(none)'!r}; give --format ({', '.join(FORMATS)})"
+        )
+    return by_suffix[suffix]
+
+
+def default_folder(ctx: Context) -> Path:
+    """./reports/<results-set name>/ in the current directory."""
+    name = ctx.results.name if ctx.results else "none"
+    return Path.cwd() / "reports" / (re.sub(r"[^\w.-]+", "-", name).strip(".-") or "results")
+
+
+def _writing(target: Path, write):
+    """Run `write`; a file system refusal becomes one InputError line naming the path."""
+    try:
+        return write()
+    except OSError as exc:
+        raise paths.InputError(
+            f"{exc.filename or target}: cannot write the report ({exc.strerror or exc})"
+        ) from exc
+
+
+def write_requested(args, results: list[ClaimResult], ctx: Context) -> None:
+    """Where `amibr-bench claims` puts the report.
+
+    Default: the short summary (`to_summary`) on standard output, md, html and json in --out-dir
+    (default ./reports/<set>/). `--format X` alone prints X; `--out FILE` writes one format
+    (--format, else the file's suffix); `--out -` prints it (md unless --format)."""
+    fmt = getattr(args, "format", None)
+    out = getattr(args, "out", None)
+    out_dir = getattr(args, "out_dir", None)
+    if out and out_dir:
+        raise paths.InputError("--out and --out-dir: give one of them")
+    if out == "-" or (fmt and not out and not out_dir):
+        sys.stdout.write(render(results, ctx, fmt or "md"))
+        return
+    if out:
+        path = Path(out)
+        fmt = fmt or format_of(out)
+        _writing(path, lambda: render(results, ctx, fmt, path))
+        print(f"claim report ({_summary(results)[1]}) written to {path}")
+        return
+    folder = Path(out_dir) if out_dir else default_folder(ctx)
+    formats = (fmt,) if fmt else DEFAULT_FORMATS
+    written = _writing(folder, lambda: write_reports(results, ctx, folder, formats))
+    sys.stdout.write(to_summary(results, ctx, written))
 
 
 # ---------------------------------------------------------------------- regression check
@@ -782,7 +1452,7 @@ def _cli_compare(args, ctx: Context, results: list[ClaimResult], claims) -> int:
     names = [c.results.name if c.results else "none" for c in (ctx, old_ctx)]
     text = comparison_text(rows, *names, fmt=fmt)
     if getattr(args, "out", None):
-        with _writing(args.out):
+        with _writing_to(args.out):
             paths.atomic_write(args.out, text)
         print(f"regression check written to {args.out}")
     else:
@@ -791,7 +1461,7 @@ def _cli_compare(args, ctx: Context, results: list[ClaimResult], claims) -> int:
 
 
 @contextlib.contextmanager
-def _writing(out) -> Iterator[None]:
+def _writing_to(out) -> Iterator[None]:
     """A report that cannot be written where --out says is bad input (exit 2), not a bug."""
     try:
         yield
@@ -816,16 +1486,5 @@ def cli_claims(args) -> int:
     results = evaluate_all(claims, ctx)
     if getattr(args, "against", None):
         return _cli_compare(args, ctx, results, claims)
-    out = Path(args.out) if getattr(args, "out", None) else None
-    fmt = getattr(args, "format", "md") or "md"
-    if out is None:
-        text = render(results, ctx, fmt)
-    else:
-        with _writing(out):
-            text = render(results, ctx, fmt, out)
-    _, line = _summary(results)
-    if out is None:
-        sys.stdout.write(text)
-    else:
-        print(f"claim report ({line}) written to {out}")
+    write_requested(args, results, ctx)
     return 1 if any(r.unexpected for r in results) else 0

@@ -157,14 +157,21 @@ def _print_real_table(results_dir: Path, console) -> None:
 
 
 def _claim_report(results_dir: Path, data_root: Path | None, out_dir: Path, console) -> int:
-    """Judge every claim on the synthetic smoke results set; print it, write md/html/json."""
+    """Judge every claim on the synthetic smoke results set; print it, write md/html/json.
+
+    With real data, the real-data subset set (its sibling `real/`, just exported) gets its
+    prediction-level analyses beside it, as real-subset.md/.html/.json: reported, not judged."""
     ctx = build_context(str(results_dir), data_root, None)
     results = evaluate_all(load_claims(), ctx)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for fmt in ("md", "html", "json"):
-        report.render(results, ctx, fmt, out_dir / f"claims.{fmt}")
+    written = report.write_reports(results, ctx, out_dir)
+    real, stem = results_dir.parent / "real", "real-subset"
+    for old in out_dir.glob(f"{stem}*"):  # never show an earlier run's real-data report
+        old.unlink()
+    if data_root is not None and (real / "fold_metrics.csv").is_file():
+        real_ctx = build_context(str(real), data_root, None)
+        written += report.analyses_report(real_ctx, out_dir, stem)
     console.print(report.to_text(results, ctx), markup=False, highlight=False, soft_wrap=True)
-    console.print(f"full report: {out_dir / 'claims.md'} (also .html, .json)")
+    console.print("full report: " + ", ".join(str(p) for p in written), soft_wrap=True)
     return 1 if any(r.unexpected for r in results) else 0
 
 

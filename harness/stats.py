@@ -306,15 +306,13 @@ class Judgement:
 def judge_mean(observed: float, expected: float, delta: float) -> Judgement:
     """Equivalence test of a mean against the paper's value with margin delta."""
     lo, hi = expected - delta, expected + delta
+    where = "within" if lo <= observed <= hi else "beyond"
+    note = f"{observed - expected:+.4f} from the paper, {where} the tolerance ±{delta:.4f}"
     if observed > hi:
-        return Judgement(
-            BETTER, lo, hi, f"above the paper by {observed - expected:.4f} (> {delta:.4f})"
-        )
+        return Judgement(BETTER, lo, hi, note)
     if observed < lo:
-        return Judgement(
-            FAILED, lo, hi, f"below the paper by {expected - observed:.4f} (> {delta:.4f})"
-        )
-    return Judgement(PASSED, lo, hi, f"within {delta:.4f} of the paper")
+        return Judgement(FAILED, lo, hi, note)
+    return Judgement(PASSED, lo, hi, note)
 
 
 def std_interval(
@@ -344,12 +342,15 @@ def std_interval(
 
 def judge_std(observed_pop_std: float, low: float, high: float) -> Judgement:
     if observed_pop_std > high:
-        return Judgement(FAILED, low, high, f"fold spread {observed_pop_std:.4f} above {high:.4f}")
+        return Judgement(FAILED, low, high, f"above the tolerance interval [{low:.4f}, {high:.4f}]")
     if observed_pop_std < low:
         return Judgement(
-            BETTER, low, high, f"folds steadier than the paper ({observed_pop_std:.4f} < {low:.4f})"
+            BETTER,
+            low,
+            high,
+            f"steadier folds: below the tolerance interval [{low:.4f}, {high:.4f}]",
         )
-    return Judgement(PASSED, low, high, f"within [{low:.4f}, {high:.4f}]")
+    return Judgement(PASSED, low, high, f"inside the tolerance interval [{low:.4f}, {high:.4f}]")
 
 
 def difference_margin(sd_a: float, n_a: int, sd_b: float, n_b: int, *, k: float = 2.0) -> float:

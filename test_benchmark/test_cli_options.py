@@ -70,6 +70,10 @@ BAD = {  # validator -> (bad value, what the one line must say besides the optio
         (f"cuda:{torch.cuda.device_count() + 7}", "cuda"),
     ],
     cli.MODELS_FILE: [(_DIR, "is a folder, expected a file"), ("{tmp}/absent", "does not exist")],
+    cli.REPORT_FILE: [
+        (_DIR, "is a folder, expected a file"),
+        (_UNDER_FILE, "a-file is a file, expected a folder"),
+    ],
     cli.KEY_VALUE: [("qos", "expected KEY=VALUE"), ("=high", "expected KEY=VALUE")],
     cli.NON_NEGATIVE_NUMBER: [("-1", "at least 0"), ("nan", "at least 0"), ("x", "not a number")],
     cli.POSITIVE_NUMBER: [("0", "more than 0"), ("-2", "more than 0"), ("x", "not a number")],

@@ -23,7 +23,7 @@ def judged():
 
 def test_json_has_the_contract_fields(judged):
     results, _ = judged
-    items = json.loads(report.to_json(results))
+    items = json.loads(report.to_json(results))["claims"]
     assert len(items) == len(results)
     for key in (
         "id",
@@ -58,7 +58,7 @@ def test_markdown_reads_in_plain_words(judged, tmp_path):
     out = tmp_path / "r.md"
     text = report.render(results, ctx, "md", out)
     assert out.read_text() == text and (tmp_path / "r-forest.png").stat().st_size > 10_000
-    assert "**Summary:**" in text and "passed" in text
+    assert "## Summary" in text and "| ✅ passed | " in text
     assert "## Claims the paper's own evidence contradicts" in text
     assert "## Results: AtNorM-MD (§5)" in text and "## Statistical tests (Table 4, §6)" in text
     assert "## Deviation ledger" in text and "patience" in text and "pretrained=False" in text
