@@ -51,11 +51,11 @@ def test_exit_0_when_every_verdict_is_as_expected(quick_registry, capsys, synth_
     tree the dataset claims are not run (never failed), so the exit code stays 0."""
     code, out, _ = claims(capsys, "--results", "paper", "--format", "json")
     assert code == 0
-    verdicts = json.loads(out)
+    verdicts = json.loads(out)["claims"]
     failed = [v for v in verdicts if v["status"] == st.FAILED]
     assert failed and all(v["known_contradiction"] for v in failed)
     code, out, _ = claims(capsys, "--data-root", str(synth_root), "--format", "json")
-    data_claims = [v for v in json.loads(out) if v["needs"] == "data"]
+    data_claims = [v for v in json.loads(out)["claims"] if v["needs"] == "data"]
     assert code == 0 and len(data_claims) == 26
     assert {v["status"] for v in data_claims} == {st.NOT_RUN}
     assert all("is a synthetic tree" in v["reason"] for v in data_claims)
