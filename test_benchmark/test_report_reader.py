@@ -302,7 +302,7 @@ def test_claims_out_file_format_from_suffix(quick_cli, capsys, tmp_path, out, fm
 def test_claims_bad_output_options_are_one_line(quick_cli, capsys, tmp_path, argv, message):
     (tmp_path / "a-file").write_text("not a folder")
     code, _, err = quick_cli(capsys, "--results", "paper", *argv)
-    assert code == 2 and err.startswith("amibr-bench: ") and message in err
+    assert code == 2 and err.startswith("amibr-bench") and message in err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert not list(tmp_path.glob("*.md")) and not (tmp_path / "d").exists()
 
