@@ -306,15 +306,32 @@ def split_config(spec: str) -> tuple[str, str]:
     return canonical_model(model), method
 
 
-def _group(among: str | list | None) -> list[str]:
+def _group(among: str | list | None, ctx: Context | None = None) -> list[str]:
+    """The configurations ("model|method") a claim ranges over: "all" or one method's rows of
+    Table 3, or an explicit list. With a results set in `ctx`, "all" and a method also take the
+    set's configurations that are not in Table 3 (a user's model, or rows added with
+    `claims --add`), so that a new model competes for the maxima and rankings."""
     if among in (None, "all"):
-        return list(TABLE3_CONFIGS)
-    if isinstance(among, str):
-        return [c for c in TABLE3_CONFIGS if c.endswith(f"|{among}")]
-    out = []
-    for item in among:
-        out.extend(_group(item) if "|" not in item else [item])
-    return out
+        base = list(TABLE3_CONFIGS)
+    elif isinstance(among, str):
+        base = [c for c in TABLE3_CONFIGS if c.endswith(f"|{among}")]
+    else:
+        out = []
+        for item in among:
+            out.extend(_group(item, ctx) if "|" not in item else [item])
+        return list(dict.fromkeys(out))
+    return base + [
+        c for c in extra_configs(ctx) if among in (None, "all") or c.endswith(f"|{among}")
+    ]
+
+
+def extra_configs(ctx: Context | None) -> list[str]:
+    """The results set's configurations ("model|method") that are not rows of Table 3."""
+    if ctx is None or ctx.results is None:
+        return []
+    known = set(TABLE3_CONFIGS)
+    keys = (f"{model}|{method}" for model, method in ctx.results.configurations)
+    return [k for k in keys if k not in known]
 
 
 def _results(ctx: Context) -> ResultsSet:
@@ -482,7 +499,7 @@ def eval_ranking(claim: Claim, ctx: Context) -> Verdict:
     """Named configurations hold the first (or last) places, in the stated order."""
     p = claim.params
     order = [canonical_cfg(o) for o in p["order"]]
-    configs = _group(p.get("among"))
+    configs = _group(p.get("among"), ctx)
     cells = get_cells(ctx, configs, p["dataset"], p["metric"], _min_folds(claim))
     sign = -1 if p.get("from", "top") == "bottom" else 1
     status, why = _judge_order(cells, order, claim.tolerance.get("k", 2.0), sign)
@@ -497,7 +514,9 @@ def eval_ranking(claim: Claim, ctx: Context) -> Verdict:
 def eval_maximum(claim: Claim, ctx: Context) -> Verdict:
     """The best mean over a group equals the stated value and is attained by the stated config."""
     p, tol = claim.params, claim.tolerance
-    cells = get_cells(ctx, _group(p.get("among")), p["dataset"], p["metric"], _min_folds(claim))
+    cells = get_cells(
+        ctx, _group(p.get("among"), ctx), p["dataset"], p["metric"], _min_folds(claim)
+    )
     want = canonical_cfg(p["config"])
     status, why = _judge_order(cells, [want], tol.get("k", 2.0), 1)
     best = max(cells, key=lambda c: c.mean)
@@ -520,7 +539,7 @@ def eval_maximum(claim: Claim, ctx: Context) -> Verdict:
 def eval_value_range(claim: Claim, ctx: Context) -> Verdict:
     """Every configuration of a strategy lies in the printed range [lo, hi] (printed precision)."""
     p, tol = claim.params, claim.tolerance
-    cells = get_cells(ctx, _group(p["method"]), p["dataset"], p["metric"], _min_folds(claim))
+    cells = get_cells(ctx, _group(p["method"], ctx), p["dataset"], p["metric"], _min_folds(claim))
     lo, hi = (float(x) for x in claim.expected)
     half = float(tol.get("step", 0.01)) / 2
     low_c, high_c = min(cells, key=lambda c: c.mean), max(cells, key=lambda c: c.mean)
@@ -538,10 +557,19 @@ def eval_value_range(claim: Claim, ctx: Context) -> Verdict:
     )
 
 
+def _models_with(ctx: Context, models, *methods: str) -> list[str]:
+    """`models`, plus the results set's models outside Table 3 that have every one of `methods`."""
+    extra = [c.partition("|") for c in extra_configs(ctx)]
+    have: dict[str, set] = {}
+    for model, _, method in extra:
+        have.setdefault(model, set()).add(method)
+    return list(models) + [m for m, got in have.items() if set(methods) <= got and m not in models]
+
+
 def eval_dominance(claim: Claim, ctx: Context) -> Verdict:
     """For each model, one strategy's mean beats the other's on every listed test set and metric."""
     p, k = claim.params, claim.tolerance.get("k", 2.0)
-    models = p.get("models", FOUNDATION_MODELS)
+    models = p.get("models") or _models_with(ctx, FOUNDATION_MODELS, p["better"], p["worse"])
     gaps, bad = [], []
     for dataset in p["datasets"]:
         for metric in p["metrics"]:
@@ -582,7 +610,7 @@ def eval_baseline_beats_foundation(claim: Claim, ctx: Context) -> Verdict:
         for metric in p["metrics"]:
             best = {}
             for method in ("end_to_end", "linear_probe", "lora"):
-                cells = get_cells(ctx, _group(method), dataset, metric, _min_folds(claim))
+                cells = get_cells(ctx, _group(method, ctx), dataset, metric, _min_folds(claim))
                 best[method] = max(cells, key=lambda c: c.mean)
             b = best["end_to_end"]
             rivals = [best["linear_probe"], best["lora"]]
@@ -613,7 +641,7 @@ def eval_performance_drop(claim: Claim, ctx: Context) -> Verdict:
         for method in p["methods"]:
             for ext in p["external"]:
                 droppers = []
-                for config in _group(method):
+                for config in _group(method, ctx):
                     drops = all(
                         get_cells(ctx, [config], ext, m, need)[0].mean
                         < get_cells(ctx, [config], ref, m, need)[0].mean
@@ -629,7 +657,7 @@ def eval_performance_drop(claim: Claim, ctx: Context) -> Verdict:
         return Verdict(
             status, observed, f"configurations lower on both metrics than on {ref}: {observed}"
         )
-    configs = _group(p.get("among"))
+    configs = _group(p.get("among"), ctx)
     ext, metric = p["external"], p["metric"]
     lower = [
         c
@@ -654,12 +682,14 @@ def eval_significance(claim: Claim, ctx: Context) -> Verdict:
     p, alpha = claim.params, float(claim.tolerance.get("alpha", st.ALPHA))
     expected = claim.expected or {}
     dataset, metric, x_m, y_m = p["dataset"], p["metric"], p["x"], p["y"]
-    xs = get_cells(ctx, _group(x_m), dataset, metric)
-    ys = get_cells(ctx, _group(y_m), dataset, metric)
+    xs = get_cells(ctx, _group(x_m, ctx), dataset, metric)
+    ys = get_cells(ctx, _group(y_m, ctx), dataset, metric)
     if p["test"] == "wilcoxon":
         pairs_x, pairs_y = [], []
         for cx in xs:
-            cy = next(c for c in ys if c.model == cx.model)
+            cy = next((c for c in ys if c.model == cx.model), None)
+            if cy is None:  # a model with one of the two strategies only: nothing to pair
+                continue
             fx = ctx.results.folds(cx.model, x_m, dataset)
             fy = ctx.results.folds(cy.model, y_m, dataset)
             common = sorted(set(fx) & set(fy))
