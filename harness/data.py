@@ -674,6 +674,14 @@ def _pct(part: int, whole: int) -> float | None:
     return 100.0 * part / whole if whole else None
 
 
+# The names of the figures `figures` returns (Table 1 and the AMi-Br split); claims name them.
+FIGURE_FIELDS = (
+    "total", "atypical", "normal", "amf_rate_pct", "annotation", "experts", "agreement_n",
+    "agreement_pct", "sources", "source_counts", "slides", "test_n", "test_share_pct",
+    "test_atypical", "test_slides", "train_n", "train_atypical", "train_slides",
+)  # fmt: skip
+
+
 def figures(records: list[Record], dataset: str) -> dict:
     """Table 1's figures of one dataset, computed from its records."""
     total = len(records)

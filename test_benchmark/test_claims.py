@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.claims import EVALUATORS
+from harness.claimkinds import KINDS
 from harness.pytest_plugin import check_claim, claim_params
 
 pytestmark = pytest.mark.claims
@@ -24,7 +24,7 @@ def _claim_test(kind: str):
     return test
 
 
-# One test function per evaluator kind, so a kind added to EVALUATORS gets its test too.
-for _kind in EVALUATORS:
+# One test function per claim kind, so a kind registered in harness.claimkinds gets its test too.
+for _kind in KINDS:
     globals()[f"test_{_kind}"] = _claim_test(_kind)
 del _kind

@@ -8,6 +8,7 @@ their verdicts are tested in test_claims_engine.py, so these runs judge the rest
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 
 import pytest
@@ -75,7 +76,8 @@ def test_exit_1_on_an_unexpected_verdict(quick_registry, tmp_path, capsys, monke
     elif case == "contradiction passes":  # six linear probes, as §4.2 says (the paper has 7)
         rows = [r for r in rows if (r["model"], r["method"]) != ("UNI2-h", "linear_probe")]
     else:
-        monkeypatch.setitem(cl.EVALUATORS, "fold_count", lambda c, x: 1 / 0)
+        broken = dataclasses.replace(cl.KINDS["fold_count"], evaluate=lambda c, p, x: 1 / 0)
+        monkeypatch.setitem(cl.KINDS, "fold_count", broken)
     code, out, _ = claims(capsys, "--results", str(write(tmp_path, rows)), "--format", "text")
     assert code == 1 and "UNEXPECTED" in out
 

@@ -17,6 +17,7 @@ import yaml
 
 from harness import claims as cl
 from harness import stats as st
+from harness.claimkinds import cells
 from harness.results import PAPER_SET, write_results_set
 
 NEEDS_RESULTS = ("results", "predictions", "run")
@@ -101,8 +102,9 @@ GOOD = {
     "section": "S",
     "kind": "table_cell",
     "needs": "results",
-    "expected": 1,
-    "tolerance": {"rule": "exact"},
+    "params": {"model": "UNI", "method": "lora", "dataset": "AMi-Br", "metric": "auroc"},
+    "expected": 0.8,
+    "tolerance": {"rule": "fold_spread", "s_ref": 0.01, "n_ref": 5},
 }
 
 
@@ -110,11 +112,15 @@ GOOD = {
     "change, message",
     [
         ({"kind": "telepathy"}, "x.yaml, claim 'a.b': unknown kind 'telepathy'"),
+        ({"kind": "table_cel"}, "x.yaml, claim 'a.b': unknown kind 'table_cel' (did you mean"),
         ({"needs": "luck"}, "x.yaml, claim 'a.b': needs 'luck'"),
-        ({"tolerance": {"rule": "vibes"}}, "x.yaml, claim 'a.b': tolerance"),
+        ({"needs": "data"}, "x.yaml, claim 'a.b': kind 'table_cell' has needs 'results'"),
+        ({"tolerance": {"rule": "vibes"}}, "x.yaml, claim 'a.b': tolerance.rule: 'vibes'"),
+        ({"tolerance": "exact"}, "x.yaml, claim 'a.b': tolerance must be a mapping"),
         ({"source": None}, "x.yaml, claim 'a.b': missing field(s) source"),
-        ({"kind": "external", "needs": "external"}, "x.yaml, claim 'a.b': .*params.why"),
-        ({"kind": "external"}, "x.yaml, claim 'a.b': .*kind and needs 'external'"),
+        ({"kind": "external", "needs": "external", "params": {}}, "'a.b': params.why: missing"),
+        ({"kind": "external", "params": {"why": "w"}}, "kind 'external' has needs 'external'"),
+        ({"expected": "high"}, "x.yaml, claim 'a.b': expected: "),
     ],
 )
 def test_bad_registry_names_file_and_claim(tmp_path, change, message):
@@ -388,7 +394,7 @@ def test_unexpected_pass_of_a_contradiction_is_flagged():
 
 
 def test_cell_statistics_match_the_paper_convention():
-    cell = cl.Cell("m", "lora", "AMi-Br", "auroc", np.array([0.8, 0.9]))
+    cell = cells.Cell("m", "lora", "AMi-Br", "auroc", np.array([0.8, 0.9]))
     assert cell.std == pytest.approx(0.05) and cell.sd == pytest.approx(0.05 * np.sqrt(2))
 
 
@@ -464,7 +470,7 @@ def test_regression_check_sees_a_drop_within_the_papers_tolerance(tmp_path, resu
 
 
 def _claim(**fields) -> cl.Claim:
-    raw = {**GOOD, **fields}
+    raw = {**GOOD, "tolerance": {"rule": "exact"}, **fields}
     return cl._claim_from(raw, cl.paths.EXPECTED_RESULTS / "x.yaml", 1)
 
 
@@ -490,7 +496,9 @@ def test_architecture_properties_can_fail(attribute, models, expected, status):
 def test_lora_claim_fails_when_the_head_is_frozen_or_the_backbone_trains(monkeypatch):
     from harness import models
 
-    claim = _claim(kind="lora_trainable", needs="architecture", params={"models": ["uni"]})
+    claim = _claim(
+        kind="lora_trainable", needs="architecture", params={"models": ["uni"]}, expected=True
+    )
     assert cl.evaluate(claim, cl.Context(None), strict=True).status == st.PASSED
     monkeypatch.setitem(models.LORA_CONFIG, "modules_to_save", [])
     v = cl.evaluate(claim, cl.Context(None), strict=True).verdict

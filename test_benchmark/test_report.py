@@ -85,13 +85,15 @@ def test_cli_exit_codes(tmp_path, capsys):
 def test_evaluator_errors_are_shown_and_set_the_exit_code(monkeypatch, tmp_path, capsys):
     """A claim the harness could not judge is listed on its own line and makes `claims` exit 1."""
     import argparse
+    import dataclasses
 
     from harness import claims, report
 
-    def broken(claim, ctx):
+    def broken(claim, params, ctx):
         raise RuntimeError("registry broke")
 
-    monkeypatch.setitem(claims.EVALUATORS, "parameter_count", broken)
+    kind = dataclasses.replace(claims.KINDS["parameter_count"], evaluate=broken)
+    monkeypatch.setitem(claims.KINDS, "parameter_count", kind)
     ctx = claims.build_context("paper")
     results = claims.evaluate_all(claims.load_claims(), ctx)
     text = report.to_text(results, ctx)

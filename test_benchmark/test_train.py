@@ -344,7 +344,8 @@ def test_export_and_smoke_claims(task, cache_env) -> None:
         ("above", "smoke_above_chance", {"method": "linear_probe", "metric": "auroc"}, 0.0),
         ("unreachable", "smoke_above_chance", {"method": "linear_probe", "metric": "auroc"}, 1.01),
     ):
-        claim = Claim(cid, cid, "-", "Smoke", kind, "run", {"rule": "exact"}, params, expected)
+        tol = {"rule": "abs", "value": 0} if kind == "smoke_above_chance" else {"rule": "exact"}
+        claim = Claim(cid, cid, "-", "Smoke", kind, "run", tol, params, expected)
         judged[cid] = evaluate(claim, Context(results=rs), strict=True).verdict
     assert judged["passes"].status == "passed" and judged["passes"].observed == 1.0
     assert judged["slides"].status == "passed" and judged["slides"].observed == 0

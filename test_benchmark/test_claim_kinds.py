@@ -1,0 +1,206 @@
+"""The claim-kind registry (harness.claimkinds): every kind declares typed parameters and
+tolerances, and a claim whose params, tolerance or expected value do not fit its kind is refused
+when the claims load, naming the file, the claim and the field (not later as "could not judge")."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import re
+
+import pytest
+import yaml
+
+from harness import claims as cl
+from harness import data
+from harness import stats as st
+from harness.claimkinds import KINDS, KindParams, base, register
+from harness.claimkinds.base import Config, Context, TestSet, Verdict
+from harness.claimkinds.cells import get_cell
+from harness.results import load_results_set
+
+RAW = {}  # kind -> the first claim of that kind in expected_results/, as written
+for _file in cl.claim_files():
+    for _raw in yaml.safe_load(_file.read_text(encoding="utf-8"))["claims"]:
+        RAW.setdefault(_raw["kind"], (_file.name, _raw))
+
+
+def load_one(tmp_path, raw: dict) -> cl.Claim:
+    (tmp_path / "x.yaml").write_text(
+        yaml.safe_dump({"paper": cl.PAPER_VERSION, "claims": [raw]}), encoding="utf-8"
+    )
+    return cl.load_claims(tmp_path)[0]
+
+
+def refused(tmp_path, raw: dict, *fragments: str) -> str:
+    with pytest.raises(cl.RegistryError) as info:
+        load_one(tmp_path, raw)
+    message = str(info.value)
+    assert message.startswith(f"x.yaml, claim {raw['id']!r}: "), message
+    for fragment in fragments:
+        assert fragment in message, (fragment, message)
+    assert "\n" not in message
+    return message
+
+
+def test_every_kind_is_used_and_every_claim_is_typed():
+    """The registry and the YAML agree: each kind judges at least one claim, and every loaded
+    claim carries its validated parameters and tolerance."""
+    loaded = cl.load_claims()
+    assert {c.kind for c in loaded} == set(KINDS)
+    for claim in loaded:
+        kind = KINDS[claim.kind]
+        assert isinstance(claim.args, kind.params), claim.id
+        assert claim.tol.rule == claim.tolerance["rule"] and claim.needs == kind.needs
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_a_misspelt_parameter_names_the_claim_and_the_field(tmp_path, kind):
+    """For every kind: a parameter name with a typo is an unknown field, with a did-you-mean."""
+    file, raw = RAW[kind]
+    raw = copy.deepcopy(raw)
+    assert load_one(tmp_path, raw).id == raw["id"]  # the claim as written loads
+    params = raw.get("params") or {}
+    if not params:  # a kind without parameters takes none
+        raw["params"] = {"dataset": "AMi-Br"}
+        refused(tmp_path, raw, "params.dataset: unknown field")
+        return
+    name = sorted(params)[0]
+    typo = name[:-1] + ("x" if name[-1] != "x" else "y")
+    raw["params"] = {(typo if k == name else k): v for k, v in params.items()}
+    message = refused(tmp_path, raw, f"params.{typo}: unknown field")
+    if (
+        name in KINDS[kind].params.model_fields
+        and KINDS[kind].params.model_fields[name].is_required()
+    ):
+        assert f"params.{name}: missing" in message
+
+
+@pytest.mark.parametrize(
+    "kind, field, value, fragment",
+    [
+        ("table_cell", "dataset", "AtNorm-MD", "'AtNorm-MD' is not a test set (did you mean 'AtNorM-MD'?)"),
+        ("table_cell", "model", "Virchow 3", "'Virchow 3' is not a model of the registry (did you mean"),
+        ("table_cell", "metric", "balanced_acc", "is not a metric (did you mean 'balanced_accuracy'?)"),
+        ("table_cell", "method", "LoRA", "'LoRA' is not a method (did you mean 'lora'?)"),
+        ("table_cell", "stat", "median", "params.stat: Input should be 'mean' or 'std'"),
+        ("maximum", "config", "Virchow2|LoRA", "'LoRA' is not a method"),
+        ("maximum", "config", "Virchow2", "is not '<model>|<method>'"),
+        ("ranking", "among", "loRA", "is not a method or 'all' (did you mean 'lora'?)"),
+        ("ranking", "from", "middle", "params.from: Input should be 'top' or 'bottom'"),
+        ("parameter_count", "model_key", "virchow-2", "is not a registry key (did you mean 'virchow2'?)"),
+        ("dataset_figure", "field", "totl", "'totl' is not a figure of harness.data.figures"),
+        ("significance", "test", "t-test", "params.test: Input should be 'wilcoxon' or 'mann_whitney'"),
+        ("dominance", "datasets", "AMi-Br", "params.datasets: Input should be a valid list"),
+    ],
+)  # fmt: skip
+def test_a_wrong_value_names_the_claim_the_field_and_a_fix(tmp_path, kind, field, value, fragment):
+    raw = copy.deepcopy(RAW[kind][1])
+    raw["params"][field] = value
+    refused(tmp_path, raw, f"params.{field}: ", fragment)
+
+
+@pytest.mark.parametrize(
+    "kind, change, fragment",
+    [
+        ("table_cell", {"sref": 0.01}, "tolerance.sref: unknown field (did you mean 's_ref'?)"),
+        ("table_cell", {"rule": "std_interval", "s_ref": None, "k": None}, "a mean is judged with"),
+        ("table_cell", {"k": -1}, "tolerance.k: Input should be greater than 0"),
+        ("ranking", {"rule": "exact"}, "tolerance.rule: 'exact' is not a rule of kind 'ranking'"),
+        ("sens_spec", {"value": None}, "tolerance.value: "),
+        ("significance", {"alpha": 5}, "tolerance.alpha: Input should be less than 1"),
+    ],
+)
+def test_a_wrong_tolerance_names_the_claim_and_the_field(tmp_path, kind, change, fragment):
+    raw = copy.deepcopy(RAW[kind][1])
+    tol = {**raw["tolerance"], **change}
+    if "sref" in change:
+        tol.pop("s_ref")
+    tol = {k: v for k, v in tol.items() if v is not None or k == "value"}
+    raw["tolerance"] = tol
+    refused(tmp_path, raw, fragment)
+
+
+@pytest.mark.parametrize(
+    "kind, expected, fragment",
+    [
+        ("table_cell", "0.81", None),  # YAML's quoted number still reads as a number
+        ("table_cell", "high", "expected: Input should be a valid number"),
+        ("significance", {"higher": "LoRA"}, "expected.higher: 'LoRA' is not a method"),
+        ("significance", {"signifcant": True}, "expected.signifcant: unknown field"),
+        ("value_range", [0.6], "expected.1: missing"),
+        ("lora_trainable", "yes please", "expected: Input should be a valid boolean"),
+    ],
+)
+def test_a_wrong_expected_value_is_refused_at_load(tmp_path, kind, expected, fragment):
+    raw = {**copy.deepcopy(RAW[kind][1]), "expected": expected}
+    if fragment is None:
+        assert load_one(tmp_path, raw).id == raw["id"]
+    else:
+        refused(tmp_path, raw, fragment)
+
+
+def test_a_claim_built_in_code_is_validated_when_judged():
+    claim = cl.Claim("c", "s", "-", "S", "fold_count", "results", {"rule": "exact"}, {"n": 5}, 5)
+    with pytest.raises(cl.RegistryError, match="params.n: unknown field"):
+        cl.evaluate(claim, Context(load_results_set("paper")), strict=True)
+    result = cl.evaluate(claim, Context(load_results_set("paper")))
+    assert result.unexpected and "params.n: unknown field" in result.verdict.reason
+
+
+def test_adding_a_kind_is_one_registered_function_and_its_parameter_type(tmp_path, monkeypatch):
+    """A new kind is usable from YAML, validated and judged, with nothing else edited."""
+    monkeypatch.setattr(base, "KINDS", dict(KINDS))  # keep the real registry clean
+
+    class Gap(KindParams):
+        config: Config
+        dataset: TestSet
+
+    @register("gap_to_paper", Gap, needs="results", tolerances=(base.Absolute,), expected=float)
+    def gap_to_paper(claim, p: Gap, ctx):
+        mean = get_cell(ctx, p.config, p.dataset, "balanced_accuracy").mean
+        ok = abs(mean - claim.expected) <= claim.tol.value
+        return Verdict(st.PASSED if ok else st.FAILED, round(mean, 4), f"mean {mean:.4f}")
+
+    monkeypatch.setattr(cl, "KINDS", base.KINDS)
+    raw = {
+        "id": "my.gap",
+        "statement": "Virchow2 with LoRA reaches 0.81 on AMi-Br",
+        "source": "Table 3",
+        "section": "Mine",
+        "kind": "gap_to_paper",
+        "needs": "results",
+        "params": {"config": "virchow2|lora", "dataset": "AMi-Br"},
+        "expected": 0.81,
+        "tolerance": {"rule": "abs", "value": 0.01},
+    }
+    claim = load_one(tmp_path, raw)
+    assert claim.args.config == "Virchow2|lora"  # any spelling -> the registry's name
+    result = cl.evaluate(claim, cl.build_context("paper"), strict=True)
+    assert result.status == st.PASSED and result.verdict.observed == pytest.approx(0.8136, abs=1e-3)
+    refused(tmp_path, {**raw, "params": {"config": "Virchow2|lora", "datset": "AMi-Br"}},
+            "params.datset: unknown field (did you mean 'dataset'?)")  # fmt: skip
+    with pytest.raises(ValueError, match="registered twice"):
+        register("gap_to_paper", Gap, needs="results")(gap_to_paper)
+
+
+def test_figure_fields_are_the_figures_the_data_layer_computes(synth_root):
+    """dataset_figure validates `field` against data.FIGURE_FIELDS: it must list every figure."""
+    for dataset in data.DATASETS:
+        figures = data.figures(data.load_records(synth_root, dataset), dataset)
+        assert set(figures) <= set(data.FIGURE_FIELDS), dataset
+    assert set(data.figures(data.load_records(synth_root, "AMi-Br"), "AMi-Br")) == set(
+        data.FIGURE_FIELDS
+    )
+
+
+def test_the_kind_table_in_the_package_docstring_lists_every_kind():
+    """The newcomer's map (harness/claimkinds/__init__.py) names each kind under its module."""
+    import harness.claimkinds as package
+
+    rows = re.findall(r"^\| `(\w+)` \| ([\w, ]+) \|$", package.__doc__, re.M)
+    listed = {k.strip(): module for module, kinds in rows for k in kinds.split(",")}
+    assert set(listed) == set(KINDS)
+    for name, module in listed.items():
+        assert KINDS[name].evaluate.__module__ == f"harness.claimkinds.{module}", name
+    assert dataclasses.is_dataclass(KINDS[name])
