@@ -297,3 +297,13 @@ def test_roc_figure_has_the_user_model(monkeypatch, tmp_path):
 def test_whatif_lists_conclusion_kinds_the_registry_has():
     kinds = {c.kind for c in cl.load_claims()}
     assert set(whatif.CONCLUSION_KINDS) <= kinds and set(whatif.INVENTORY_KINDS) <= kinds
+
+
+def test_help_states_the_add_exit_status(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["claims", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert (
+        "with --add, a claim whose verdict changes" in text
+        and "Exit 1 when a verdict changes" in text
+    )
