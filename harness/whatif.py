@@ -202,10 +202,7 @@ def cli_add(args, ctx: Context, claims: list[Claim]) -> int:
         raise ResultsError(f"--add writes {', '.join(FORMATS)}, not {fmt}")
     if ctx.results is None:
         raise ResultsError("--add needs a base results set (--results)")
-    try:
-        merged = merge_results_sets(ctx.results, *load_added(args.add))
-    except ResultsError as exc:
-        raise ResultsError(_one_line(exc)) from exc
+    merged = merge_results_sets(ctx.results, *load_added(args.add))  # one-line ResultsErrors
     merged_ctx = replace(ctx, results=merged, cache=dict(ctx.cache))
     doc = what_changes(claims, ctx, merged_ctx)
     text = changes_text(doc, fmt)
