@@ -464,7 +464,8 @@ def build_parser() -> argparse.ArgumentParser:
         help=claims_help,
         description=f"{claims_help.capitalize()}. Exit status: 0 = every verdict as expected; "
         "1 = an unexpected verdict (a failure, a known contradiction that passed, or a claim the "
-        "harness could not judge); 2 = bad input (a results set, claim registry, path or option).",
+        "harness could not judge; with --against, a claim that got worse; with --add, a claim "
+        "whose verdict changes); 2 = bad input (a results set, claim registry, path or option).",
     )
     claims.add_argument(
         "--results",
@@ -494,12 +495,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="folder for claims.md, claims.html, claims.json and the figures "
         "(default ./reports/<results-set name>/)",
     )
-    claims.add_argument(
+    second = claims.add_mutually_exclusive_group()
+    second.add_argument(
         "--against",
         metavar="OLD",
         type=RESULTS_SET,
         help="regression check: compare each claim's verdict with the one on results set OLD "
         "(exit 1 when any got worse, or a Table 3 mean fell by more than its fold spread)",
+    )
+    second.add_argument(
+        "--add",
+        metavar="SET",
+        action="append",
+        type=RESULTS_SET,
+        help="does my model change a conclusion? add results set SET's rows to --results (a "
+        "configuration both hold takes SET's rows; repeat to add several) and list each claim "
+        "whose verdict or observed value changes, the paper's comparisons first (text; md or "
+        "json with --format/--out; --out-dir also writes the merged set's full report). Exit 1 "
+        "when a verdict changes",
     )
     _data_root(claims)
     _weights_dir(claims)

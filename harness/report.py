@@ -42,12 +42,13 @@ from harness.claims import (
     config_label,
     count_statuses,
     evaluate_all,
+    extra_configs,
     load_claims,
     load_deviations,
     split_config,
 )
 from harness.paths import InputError
-from harness.results import TEST_SETS, ResultsError
+from harness.results import TEST_SETS, ResultsError, ResultsSet
 
 ICON = {st.PASSED: "✅", st.BETTER: "⬆️", st.FAILED: "❌", st.INCONCLUSIVE: "❔", st.NOT_RUN: "⏭️"}
 # HTML verdict badges: plain text in a CSS-drawn box, never an emoji (no font needed).
@@ -189,11 +190,30 @@ def _self_reference(results: list[ClaimResult], ctx: Context) -> str:
     )
 
 
+def set_label(rs: ResultsSet | None) -> str:
+    """A results set by name and path, 'paper (.../expected_results/paper)', so that two sets of
+    one name tell apart; a merged set (`claims --add`) names the sets it was made from."""
+    if rs is None:
+        return "none"
+    return f"{rs.name} ({_where(rs)})"
+
+
+def _where(rs: ResultsSet) -> str:
+    if rs.path:
+        return str(rs.path)
+    merged = rs.manifest.get("merged")
+    if not merged:
+        return "in memory"
+    parts = [merged["base"], *merged["added"]]
+    names = [f"{p['name']} from {p['path'] or 'memory'}" for p in parts]
+    return f"in memory: {names[0]}, with {' and '.join(names[1:])} added"
+
+
 def _set_description(ctx: Context) -> tuple[str, str]:
     rs = ctx.results
     if rs is None:
         return "none", "no results set"
-    where = str(rs.path) if rs.path else "in memory"
+    where = _where(rs)
     stale = rs.manifest.get("stale") or {}
     if stale:
         where += (
@@ -289,12 +309,15 @@ def _pyplot():
 def forest_plot(results: list[ClaimResult], ctx: Context, path: Path) -> Path | None:
     """Table 3 as a forest plot: fold values, observed mean, the paper's value and its tolerance
     band, coloured by the mean's verdict (green passed, red failed, blue better, olive
-    inconclusive). None without Table 3 configurations in the set."""
+    inconclusive). The set's configurations outside Table 3 (a user's model, `claims --add`)
+    follow below a line, without a paper value. None without any configuration in the set."""
     expect = _table3_expectations(results)
     rs = ctx.results
     if rs is None or not expect:
         return None
     configs = [c for c in TABLE3_CONFIGS if rs.has(*split_config(c))]
+    n_table3 = len(configs)
+    configs += extra_configs(ctx)  # a user's model: fold values and mean, no paper value
     if not configs:
         return None
     plt = _pyplot()
@@ -325,8 +348,8 @@ def forest_plot(results: list[ClaimResult], ctx: Context, path: Path) -> Path | 
                     ax.plot([exp[0]], [y], "|", color="tab:purple", ms=12, mew=2, zorder=4)
             ax.set_title(f"{dataset}: {'balanced accuracy' if row == 0 else 'AUROC'}")
             ax.grid(axis="x", alpha=0.3)
-            for sep in (3, 10):
-                if sep < len(configs):
+            for sep in (3, 10, n_table3):
+                if 0 < sep < len(configs):
                     ax.axhline(len(configs) - sep - 0.5, color="0.85", lw=0.8)
     for row in range(2):
         axes[row, 0].set_yticks(ys, [config_label(*split_config(c)) for c in configs])
@@ -692,8 +715,26 @@ def _summary_blocks(results: list[ClaimResult], ctx: Context) -> list[tuple]:
     return blocks
 
 
-def _table3_blocks(items: list[ClaimResult]) -> list[tuple]:
-    """Table 3 compact: 'paper (mean ± std) → observed', marked with the mean and std verdicts."""
+def _extra_rows(ctx: Context | None) -> list[list]:
+    """Table 3 rows of the set's configurations outside Table 3 (a user's model): the paper
+    column empty ('—'), the observed fold mean ± std (ddof=0, as Table 3 prints), no verdict."""
+    rows = []
+    for config in extra_configs(ctx):
+        model, method = split_config(config)
+        row: list = [config_label(model, method)]
+        for d in TEST_SETS:
+            for metric in ("balanced_accuracy", "auroc"):
+                vals = ctx.results.values(model, method, d, metric)
+                row.append(
+                    Marked(f"— → {vals.mean():.4f} ± {vals.std():.4f}") if vals.size else "–"
+                )
+        rows.append(row)
+    return rows
+
+
+def _table3_blocks(items: list[ClaimResult], ctx: Context | None = None) -> list[tuple]:
+    """Table 3 compact: 'paper (mean ± std) → observed', marked with the mean and std verdicts;
+    then the set's configurations outside Table 3 (the paper column '—')."""
     cells = {}
     for r in items:
         p = r.claim.params
@@ -719,10 +760,17 @@ def _table3_blocks(items: list[ClaimResult]) -> list[tuple]:
                 obs = f"{obs_m:.4f} ± {obs_s:.4f}" if obs_m is not None else "?"
                 row.append(Marked(f"{paper} → {obs}", (("mean", m.status), ("std", s.status))))
         rows.append(row)
+    extra = _extra_rows(ctx)
+    note = (
+        f" {len(extra)} configuration(s) of the results set are not rows of Table 3 (the paper "
+        "has no number for them: —)."
+        if extra
+        else ""
+    )
     return [
         ("p", "Paper (mean ± std over 5 folds) → observed; marks: the mean's verdict, then the "
-              "std's."),
-        ("table", head, rows),
+              f"std's.{note}"),
+        ("table", head, rows + extra),
     ]  # fmt: skip
 
 
@@ -831,7 +879,7 @@ def to_markdown(
         out += [f"## {section}", "", f"{len(items)} claims: {_tally(items)}.", ""]
         if section == "Table 3":
             out += [
-                *_blocks_md(_table3_blocks(items), plots),
+                *_blocks_md(_table3_blocks(items, ctx), plots),
                 "<details><summary>Every Table 3 claim</summary>",
                 "",
                 *_rows_md(items),
@@ -918,7 +966,7 @@ def _cell_html(cell) -> str:
         return marks
     lines = cell.text.split(" → ")  # 'paper → observed' on two lines, the marks on a third
     text = "<br>→ ".join(f"<span class='nw'>{inline_html(t)}</span>" for t in lines)
-    return f"{text}<br>{marks}"
+    return f"{text}<br>{marks}" if marks else text
 
 
 def _img_html(name: str, pngs: dict) -> str:
@@ -1025,7 +1073,7 @@ def to_html(
         parts.append(f"<h2>{e(section)}</h2><p>{len(items)} claims: {e(_tally(items))}.</p>")
         rows = "".join(_row_html(r) for r in items)
         if section == "Table 3":
-            parts += _blocks_html(_table3_blocks(items), pngs)
+            parts += _blocks_html(_table3_blocks(items, ctx), pngs)
             parts.append(
                 f"<details><summary>Every Table 3 claim</summary>{head}{rows}</table></details>"
             )
@@ -1449,7 +1497,7 @@ def _cli_compare(args, ctx: Context, results: list[ClaimResult], claims) -> int:
         raise ResultsError(f"--against writes md, text or json, not {fmt}")
     old_ctx = build_context(args.against, getattr(args, "data_root", None), ctx.weights_dir)
     rows = compare(results, evaluate_all(claims, old_ctx))
-    names = [c.results.name if c.results else "none" for c in (ctx, old_ctx)]
+    names = [set_label(c.results) for c in (ctx, old_ctx)]
     text = comparison_text(rows, *names, fmt=fmt)
     if getattr(args, "out", None):
         with _writing_to(args.out):
@@ -1472,7 +1520,8 @@ def _writing_to(out) -> Iterator[None]:
 def cli_claims(args) -> int:
     """`amibr-bench claims`: judge every claim. Exit 0 = every verdict as expected, 1 = an
     unexpected verdict (ClaimResult.unexpected: a failure, a known contradiction that passed, an
-    evaluator error; with --against: a claim that got worse), 2 = bad input (InputError)."""
+    evaluator error; with --against: a claim that got worse; with --add: a verdict that changes,
+    `harness.whatif`), 2 = bad input (InputError)."""
     try:
         ctx = build_context(
             getattr(args, "results", "paper"),
@@ -1483,6 +1532,10 @@ def cli_claims(args) -> int:
     except (ResultsError, RegistryError) as exc:
         print(f"amibr-bench: {exc}", file=sys.stderr)
         return 2
+    if getattr(args, "add", None):
+        from harness import whatif
+
+        return whatif.cli_add(args, ctx, claims)
     results = evaluate_all(claims, ctx)
     if getattr(args, "against", None):
         return _cli_compare(args, ctx, results, claims)

@@ -695,3 +695,80 @@ def write_results_set(
     }
     paths.atomic_write(folder / "manifest.json", json.dumps(full, indent=2, sort_keys=True) + "\n")
     return folder
+
+
+# --------------------------------------------------------------------------------- merging
+def _configs(rs: ResultsSet) -> str:
+    return ", ".join(f"{model} {method}" for model, method in rs.configurations)
+
+
+def _set_ref(rs: ResultsSet) -> dict:
+    return {"name": rs.name, "path": str(rs.path) if rs.path else None}
+
+
+def merge_results_sets(base: ResultsSet, *added: ResultsSet) -> ResultsSet:
+    """One results set, in memory: `base`'s rows with each set of `added` laid over them.
+
+    Where an added set holds a configuration (model|method) that `base` (or an earlier added
+    set) holds too, its rows and predictions replace the earlier ones for that configuration;
+    the others are kept. The manifest is `base`'s (preset, data, configurations, with the added
+    sets' configuration entries laid over them, so that their user models stay declared), with
+    the tier only where every set shares it and never 'paper' (the authors' own experiment,
+    which the merged set no longer is), each set's protocol, and `merged`: {"base": {name, path}, "added": [{name, path, configs}], "replaced":
+    {"<model>|<method>": "<name of the set whose rows replaced it>"}}; `files` (digests of
+    files on disk) and `counters` are dropped. The name is "<base>+<added>+...", the path None.
+
+    Raises ResultsError, on one line naming the added set's fold_metrics.csv, when the merged
+    rows would have holes (an added configuration lacks a test set or fold the others have,
+    e.g. a set on the synthetic test sets added to one on the public ones). Used by
+    `amibr-bench claims --add` (harness.whatif)."""
+    rows = {(r.model, r.method): [] for r in base.rows}
+    for r in base.rows:
+        rows[(r.model, r.method)].append(r)
+    preds: dict[tuple[str, str], list[Prediction]] = defaultdict(list)
+    for p in base.predictions or ():
+        preds[(p.model, p.method)].append(p)
+    configs = dict(base.manifest.get("configs") or {})
+    replaced: dict[str, str] = {}
+    merged = {"base": _set_ref(base), "added": [], "replaced": replaced}
+    for extra in added:
+        for config in extra.configurations:
+            key = "|".join(config)
+            if config in rows:
+                replaced[key] = extra.name
+                configs = {
+                    k: v for k, v in configs.items() if config_key(*k.partition("|")[::2]) != key
+                }
+            rows[config] = [r for r in extra.rows if (r.model, r.method) == config]
+            preds[config] = [p for p in extra.predictions or () if (p.model, p.method) == config]
+        configs.update(extra.manifest.get("configs") or {})
+        merged["added"].append(
+            {**_set_ref(extra), "configs": ["|".join(c) for c in extra.configurations]}
+        )
+        holes = _holes([r for cell in rows.values() for r in cell])
+        if holes:
+            where = extra.path / "fold_metrics.csv" if extra.path else extra.name
+            more = f" (and {len(holes) - 1} more)" if len(holes) > 1 else ""
+            raise ResultsError(f"{where}: cannot be added to results set '{base.name}': "
+                               f"{holes[0]}{more}")  # fmt: skip
+    manifest = {k: v for k, v in base.manifest.items() if k not in ("files", "counters")}
+    tiers = {base.manifest.get("tier"), *(a.manifest.get("tier") for a in added)}
+    manifest.update(
+        name="+".join([base.name, *(a.name for a in added)]),
+        # the authors' own experiment ('paper') no longer, once rows are added; mixed tiers: none
+        tier=tiers.pop() if len(tiers) == 1 and "paper" not in tiers else None,
+        protocol="; ".join(
+            [f"{base.name}: {base.protocol}"]
+            + [f"added from {a.name} ({_configs(a)}): {a.protocol}" for a in added]
+        ),
+        configs=configs,
+        merged=merged,
+    )
+    all_preds = [p for cell in preds.values() for p in cell]
+    return ResultsSet(
+        manifest["name"],
+        None,
+        tuple(r for cell in rows.values() for r in cell),
+        tuple(all_preds) if all_preds or base.predictions is not None else None,
+        manifest,
+    )

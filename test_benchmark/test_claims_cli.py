@@ -94,6 +94,15 @@ def test_exit_0_and_1_of_the_regression_check(quick_registry, tmp_path, capsys):
     assert code == 1 and "moved down" in out
 
 
+def test_regression_header_names_both_sets_by_name_and_path(quick_registry, tmp_path, capsys):
+    """Two copies of one set (both named 'paper') in two folders: the header tells them apart."""
+    new, old = (write(tmp_path / where, paper_rows(), "paper") for where in ("new", "old"))
+    for fmt in ("text", "md"):
+        code, out, _ = claims(capsys, "--results", str(new), "--against", str(old), "--format", fmt)
+        head = out.splitlines()[0]
+        assert code == 0 and f"paper ({new}) against paper ({old})" in head, head
+
+
 def bad_registry(tmp_path, monkeypatch):
     (tmp_path / "reg").mkdir()
     (tmp_path / "reg" / "x.yaml").write_text(f"paper: {cl.PAPER_VERSION}\nclaims: [{{id: a}}]\n")

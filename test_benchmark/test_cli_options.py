@@ -162,6 +162,7 @@ def test_bad_option_value_is_one_line_and_exit_2(sandbox, capsys, words, option,
     ("argv", "says"),
     [
         (["throughput", "--all", "--config", "uni:lp"], "not allowed with argument"),
+        (["claims", "--add", "paper", "--against", "paper"], "not allowed with argument"),
         (["run"], "the following arguments are required: --config"),
         (["run", "--config", "smoke-vit:lp", "--no-such-option"], "unrecognized arguments"),
         (["sideways"], "invalid choice: 'sideways'"),

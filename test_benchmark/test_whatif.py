@@ -1,0 +1,309 @@
+"""Does my model change a conclusion? `amibr-bench claims --results paper --add SET`
+(harness.whatif on results.merge_results_sets), and a user's model beside the paper's rows in the
+report (Table 3 view, forest plot, ROC curves)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections import defaultdict
+
+import numpy as np
+import pytest
+
+from harness import claims as cl
+from harness import cli, report, whatif
+from harness import stats as st
+from harness.results import (
+    PAPER_SET,
+    TEST_SETS,
+    ResultsError,
+    load_results_set,
+    merge_results_sets,
+    write_results_set,
+)
+
+USER = "MyFM"
+METRICS = ("balanced_accuracy", "auroc")
+
+
+@pytest.fixture()
+def quick_registry(monkeypatch):
+    """The registry without the architecture claims (they read no results set)."""
+    claims = [c for c in cl.load_claims() if c.needs != "architecture"]
+    monkeypatch.setattr(report, "load_claims", lambda: claims)
+    return claims
+
+
+def paper_rows() -> list[dict]:
+    with open(PAPER_SET / "fold_metrics.csv", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def declared(*methods: str, model: str = USER) -> dict:
+    """manifest configs declaring a user's model (as `amibr-bench run --models FILE` records it)."""
+    spec = {"family": "user", "name": model}
+    return {f"{model}|{m}": {"settings": {"model": spec}} for m in methods}
+
+
+def paper_extremes() -> dict:
+    """(dataset, fold, metric) -> (lowest, highest) over every published configuration."""
+    seen = defaultdict(list)
+    for r in paper_rows():
+        for metric in METRICS:
+            seen[(r["dataset"], int(r["fold"]), metric)].append(float(r[metric]))
+    return {k: (min(v), max(v)) for k, v in seen.items()}
+
+
+def user_rows(shift: float) -> list[dict]:
+    """MyFM, linear probe and LoRA, 5 folds on the three test sets: each fold `shift` above the
+    best published configuration of that fold (shift > 0), or below the worst (shift < 0); LoRA
+    0.01 further out than the linear probe."""
+    rows = []
+    for (dataset, fold, metric), (low, high) in paper_extremes().items():
+        for method, extra in (("linear_probe", 0.0), ("lora", 0.01)):
+            value = high + shift + extra if shift > 0 else low + shift - extra
+            rows.append({"model": USER, "method": method, "dataset": dataset, "fold": fold,
+                         "metric": metric, "value": round(min(max(value, 0.0), 1.0), 4)})  # fmt: skip
+    merged: dict[tuple, dict] = {}
+    for r in rows:
+        key = (r["model"], r["method"], r["dataset"], r["fold"])
+        merged.setdefault(key, dict(zip(("model", "method", "dataset", "fold"), key, strict=True)))
+        merged[key][r["metric"]] = r["value"]
+    return list(merged.values())
+
+
+def user_set(tmp_path, shift: float, name: str = "mine"):
+    manifest = {"name": name, "tier": "full", "configs": declared("linear_probe", "lora")}
+    return write_results_set(tmp_path / name, user_rows(shift), manifest=manifest)
+
+
+def claims(capsys, *argv: str) -> tuple[int, str, str]:
+    code = cli.main(["claims", *argv])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def changed(doc: dict) -> dict[str, dict]:
+    return {r["id"]: r for r in doc["conclusions"] + doc["other"]}
+
+
+# ------------------------------------------------------------------ does it change a conclusion
+def test_a_model_above_every_atnorm_md_result_changes_the_maximum(quick_registry, tmp_path, capsys):
+    folder = user_set(tmp_path, +0.03)
+    code, out, err = claims(capsys, "--results", "paper", "--add", str(folder), "--format", "json")
+    assert code == 1, err
+    doc = json.loads(out)
+    rows = changed(doc)
+    md_max = [
+        c.id for c in quick_registry if c.kind == "maximum" and c.params["dataset"] == "AtNorM-MD"
+    ]
+    assert md_max and all(rows[i]["verdict_changed"] and rows[i]["conclusion"] for i in md_max)
+    for i in md_max:
+        assert rows[i]["old"] == st.PASSED and USER in rows[i]["new_observed"], rows[i]
+        assert USER not in rows[i]["old_observed"]
+    assert doc["added"][0]["configs"] == [f"{USER}|linear_probe", f"{USER}|lora"]
+    assert doc["replaced"] == {}
+    # the short terminal text names the claim and the model
+    code, text, _ = claims(capsys, "--results", "paper", "--add", str(folder))
+    assert code == 1 and "conclusions whose verdict changes" in text
+    line = next(t for t in text.splitlines() if t.strip().startswith(f"{md_max[0]} (maximum)"))
+    after = text.splitlines()[text.splitlines().index(line) + 1]
+    assert "passed -> failed" in line and f"by {USER} (LoRA)" in after, text
+
+
+def test_a_model_below_the_best_changes_no_maximum(quick_registry, tmp_path, capsys):
+    folder = user_set(tmp_path, -0.03, "worse")
+    code, out, err = claims(capsys, "--results", "paper", "--add", str(folder), "--format", "json")
+    assert code in (0, 1), err
+    doc = json.loads(out)
+    assert doc["compared"] > 0 and not doc["replaced"]
+    assert [r["id"] for r in doc["conclusions"] if r["kind"] == "maximum"] == []
+    # the worse model does enter the comparisons: the ranges of a strategy widen to it
+    assert any(USER in str(r["new_observed"]) for r in doc["conclusions"])
+
+
+def test_replaced_configuration_is_named_and_its_rows_used(quick_registry, tmp_path, capsys):
+    """A set holding UNI (LoRA) too: its rows replace the paper's (UNI LoRA 0.10 higher on
+    AMi-Br, now the best there)."""
+    rows = [r for r in paper_rows() if (r["model"], r["method"]) == ("UNI", "lora")]
+    for r in rows:
+        if r["dataset"] == "AMi-Br":
+            r["balanced_accuracy"] = f"{float(r['balanced_accuracy']) + 0.10:.4f}"
+    folder = write_results_set(tmp_path / "rerun", rows, manifest={"name": "rerun"})
+    merged = merge_results_sets(load_results_set("paper"), load_results_set(folder))
+    assert merged.manifest["merged"]["replaced"] == {"UNI|lora": "rerun"}
+    assert len(merged.rows) == len(paper_rows())
+    assert np.allclose(
+        merged.values("UNI", "lora", "AMi-Br", "balanced_accuracy"),
+        [float(r["balanced_accuracy"]) for r in rows if r["dataset"] == "AMi-Br"],
+    )
+    code, text, _ = claims(capsys, "--results", "paper", "--add", str(folder))
+    assert code == 1 and "replaced by the rows of rerun: UNI (LoRA)" in text, text
+    code, out, _ = claims(capsys, "--results", "paper", "--add", str(folder), "--format", "json")
+    rows_by_id = changed(json.loads(out))
+    assert "UNI (LoRA)" in rows_by_id["abstract.max.amibr"]["new_observed"]
+    assert not rows_by_id["table3.uni.lora.amibr.bacc.mean"]["conclusion"]
+
+
+def test_merged_set_names_its_parts_and_leaves_the_paper_tier(tmp_path):
+    base, mine = load_results_set("paper"), load_results_set(user_set(tmp_path, +0.03))
+    merged = merge_results_sets(base, mine)
+    assert merged.name == "paper+mine" and merged.path is None
+    assert merged.manifest["tier"] is None and "files" not in merged.manifest
+    assert (USER, "lora") in merged.configurations and len(merged.rows) == len(base.rows) + 30
+    assert merged.manifest["merged"]["added"][0]["path"] == str(mine.path)
+    assert report.set_label(merged).startswith(f"paper+mine (in memory: paper from {base.path}")
+
+
+def test_a_set_that_does_not_fit_is_one_line_naming_its_file(tmp_path):
+    rows = [r for r in user_rows(+0.03) if r["dataset"] != "AtNorM-Br"]
+    folder = write_results_set(
+        tmp_path / "two",
+        rows,
+        manifest={"name": "two", "configs": declared("lora", "linear_probe")},
+    )
+    with pytest.raises(ResultsError) as err:
+        merge_results_sets(load_results_set("paper"), load_results_set(folder))
+    text = str(err.value)
+    assert "\n" not in text and text.startswith(str(folder / "fold_metrics.csv"))
+    assert "no rows for test set AtNorM-Br" in text
+
+
+def undeclared_model(tmp_path):
+    folder = tmp_path / "undeclared"
+    write_results_set(
+        folder, user_rows(0.03), manifest={"configs": declared("lora", "linear_probe")}
+    )
+    (folder / "manifest.json").unlink()  # the user's model is declared nowhere now
+    return ["--add", str(folder)], f"--add {folder}: {folder / 'fold_metrics.csv'}"
+
+
+def missing_test_set(tmp_path):
+    rows = [r for r in user_rows(0.03) if r["dataset"] != "AtNorM-MD"]
+    folder = write_results_set(
+        tmp_path / "part", rows, manifest={"configs": declared("lora", "linear_probe")}
+    )
+    return ["--add", str(folder)], f"{folder / 'fold_metrics.csv'}: cannot be added"
+
+
+def html_format(tmp_path):
+    return ["--add", "paper", "--format", "html"], "--add writes text, md, json, not html"
+
+
+@pytest.mark.parametrize(
+    "make", [undeclared_model, missing_test_set, html_format], ids=lambda f: f.__name__
+)
+def test_bad_add_is_one_line_and_exit_2(quick_registry, tmp_path, capsys, make):
+    argv, message = make(tmp_path)
+    code, out, err = claims(capsys, "--results", "paper", *argv)
+    assert code == 2 and out == "" and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1 and message in err, err
+
+
+def test_add_writes_md_and_the_merged_report(quick_registry, tmp_path, capsys):
+    folder = user_set(tmp_path, +0.03)
+    out_file, out_dir = tmp_path / "changes.md", tmp_path / "merged"
+    argv = ["--add", str(folder), "--out", str(out_file), "--out-dir", str(out_dir)]
+    code, out, _ = claims(capsys, "--results", "paper", *argv)
+    assert code == 1 and str(out_file) in out and str(out_dir / "claims.md") in out
+    text = out_file.read_text()
+    assert text.startswith("# What changes when results are added to paper")
+    assert "## conclusions whose verdict changes" in text and "the paper: The best" in text
+    page = (out_dir / "claims.md").read_text()
+    assert f"| {USER} (LoRA) | — → " in page and "with mine from" in page
+
+
+# ---------------------------------------------------------- a user's model beside Table 3's rows
+@pytest.fixture()
+def with_user_model(tmp_path):
+    """One plain results set: the paper's rows and MyFM's."""
+    manifest = {"name": "mixed", "tier": "full", "configs": declared("linear_probe", "lora")}
+    folder = write_results_set(
+        tmp_path / "mixed", paper_rows() + user_rows(0.03), manifest=manifest
+    )
+    return cl.build_context(folder)
+
+
+@pytest.fixture()
+def merged_ctx(tmp_path):
+    merged = merge_results_sets(
+        load_results_set("paper"), load_results_set(user_set(tmp_path, 0.03))
+    )
+    return cl.Context(merged)
+
+
+def _judged(ctx):
+    return cl.evaluate_all([c for c in cl.load_claims() if c.needs == "results"], ctx)
+
+
+@pytest.mark.parametrize("which", ["with_user_model", "merged_ctx"])
+def test_table3_view_shows_the_user_model(request, which):
+    ctx = request.getfixturevalue(which)
+    results = _judged(ctx)
+    text = report.to_markdown(results, ctx, [])
+    vals = ctx.results.values(USER, "lora", "AtNorM-MD", "balanced_accuracy")
+    row = next(line for line in text.splitlines() if line.startswith(f"| {USER} (LoRA) | "))
+    assert f"— → {vals.mean():.4f} ± {vals.std():.4f}" in row
+    assert "Virchow2 (LoRA) | 0.8135 ± 0.0145 → 0.8136 ± 0.0145" in text  # the paper's rows stay
+    page = report.to_html(results, ctx, [])
+    assert f"<td>{USER} (LoRA)</td>" in page
+
+
+def _capture(monkeypatch) -> list:
+    figures = []
+    save = report._save
+
+    def keep(fig, title, path):
+        figures.append(fig)
+        return save(fig, title, path)
+
+    monkeypatch.setattr(report, "_save", keep)
+    return figures
+
+
+@pytest.mark.parametrize("which", ["with_user_model", "merged_ctx"])
+def test_forest_plot_has_the_user_model(request, monkeypatch, tmp_path, which):
+    ctx = request.getfixturevalue(which)
+    figures = _capture(monkeypatch)
+    assert report.forest_plot(_judged(ctx), ctx, tmp_path / "f.png") is not None
+    labels = [t.get_text() for t in figures[-1].axes[0].get_yticklabels()]
+    assert f"{USER} (LoRA)" in labels and f"{USER} (linear probe)" in labels
+    assert "Virchow2 (LoRA)" in labels and len(labels) == 17 + 2
+
+
+def test_roc_figure_has_the_user_model(monkeypatch, tmp_path):
+    rng = np.random.default_rng(1)
+    rows, preds = [], []
+    for model, method in ((USER, "lora"), ("UNI", "lora")):
+        for fold in (1, 2):
+            for dataset in TEST_SETS:
+                y = np.arange(40) % 3 == 0
+                p = np.clip(0.3 + 0.4 * y + rng.normal(0, 0.2, y.size), 0, 1)
+                rows.append({"model": model, "method": method, "dataset": dataset, "fold": fold,
+                             **st.fold_metrics(y, p)})  # fmt: skip
+                preds += [{"model": model, "method": method, "dataset": dataset, "fold": fold,
+                           "image": f"i{i}.png", "label": "Atypical" if a else "Normal",
+                           "prob_atypical": q} for i, (a, q) in enumerate(zip(y, p, strict=True))]  # fmt: skip
+    folder = write_results_set(
+        tmp_path / "roc", rows, predictions=preds, manifest={"configs": declared("lora")}
+    )
+    figures = _capture(monkeypatch)
+    assert report.roc_plot(cl.build_context(folder), tmp_path / "roc.png") is not None
+    labels = {t.get_label() for ax in figures[-1].axes for t in ax.get_lines()}
+    assert {f"{USER} (LoRA)", "UNI (LoRA)"} <= labels
+
+
+def test_whatif_lists_conclusion_kinds_the_registry_has():
+    kinds = {c.kind for c in cl.load_claims()}
+    assert set(whatif.CONCLUSION_KINDS) <= kinds and set(whatif.INVENTORY_KINDS) <= kinds
+
+
+def test_help_states_the_add_exit_status(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["claims", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert (
+        "with --add, a claim whose verdict changes" in text
+        and "Exit 1 when a verdict changes" in text
+    )
