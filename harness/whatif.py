@@ -6,9 +6,10 @@ base is replaced by SET's rows). The verdicts are diffed with `report.compare`, 
 `claims --against` prints, and every claim whose verdict or observed value differs is listed, the
 paper's comparative conclusions first: the best configuration per test set (kind `maximum`), the
 rankings (`ranking`), Table 4 and "LoRA beats linear probing" (`significance`, `dominance`), value
-ranges (`value_range`), performance drops (`performance_drop`) and "an end-to-end baseline is best
-out of domain" (`baseline_beats_foundation`); the claim groups take a user's model in through
-`claims._group` / `claims.extra_configs`.
+ranges (`value_range`), performance drops (`performance_drop`, `performance_drop_share`) and "an
+end-to-end baseline is best out of domain" (`baseline_beats_foundation`) -- the kinds registered
+with `comparative=True`; the claim groups take a user's model in through
+`claimkinds.cells.group` / `extra_configs`.
 
 Only claims a results set decides are judged (`needs` results, predictions or run); the others
 read the data tree, the architectures or nothing, so adding rows cannot change them. Claims that
@@ -29,20 +30,14 @@ from dataclasses import replace
 from pathlib import Path
 
 from harness import paths, report
-from harness.claims import Claim, Context, config_label, evaluate_all, split_config
+from harness.claims import KINDS, Claim, Context, config_label, evaluate_all, split_config
 from harness.results import ResultsError, ResultsSet, load_results_set, merge_results_sets
 
-CONCLUSION_KINDS = (
-    "maximum",
-    "ranking",
-    "significance",
-    "dominance",
-    "value_range",
-    "performance_drop",
-    "baseline_beats_foundation",
-)
+# The kinds declare it (harness.claimkinds): comparative conclusions are listed first; claims
+# about the set's own inventory (how many models, how many folds) are not compared.
+CONCLUSION_KINDS = tuple(name for name, kind in KINDS.items() if kind.comparative)
+INVENTORY_KINDS = tuple(name for name, kind in KINDS.items() if kind.inventory)
 JUDGED_NEEDS = ("results", "predictions", "run")  # the claims a results set decides
-INVENTORY_KINDS = ("config_count", "fold_count")  # the set's own inventory: not compared
 FORMATS = ("text", "md", "json")
 LISTED = 12  # rows per group in the terminal text
 

@@ -204,3 +204,23 @@ def test_the_kind_table_in_the_package_docstring_lists_every_kind():
     for name, module in listed.items():
         assert KINDS[name].evaluate.__module__ == f"harness.claimkinds.{module}", name
     assert dataclasses.is_dataclass(KINDS[name])
+
+
+def test_the_kinds_declare_which_conclusions_claims_add_compares():
+    """`claims --add` lists comparative conclusions first and skips the set's own inventory;
+    both lists come from the kinds (issue: maxima, rankings, Table 4, LoRA vs linear probing,
+    an end-to-end baseline best out of domain)."""
+    from harness import whatif
+
+    assert set(whatif.CONCLUSION_KINDS) == {
+        "maximum",
+        "ranking",
+        "value_range",
+        "significance",
+        "dominance",
+        "performance_drop",
+        "performance_drop_share",
+        "baseline_beats_foundation",
+    }
+    assert set(whatif.INVENTORY_KINDS) == {"config_count", "fold_count"}
+    assert all(KINDS[k].needs == "results" for k in whatif.CONCLUSION_KINDS)

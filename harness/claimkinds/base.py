@@ -314,6 +314,12 @@ class Kind:
     needs: str
     tolerances: tuple[type[_Tolerance], ...]
     expected: Any
+    # A conclusion drawn by comparing configurations (a maximum, a ranking, a test between
+    # strategies): what `claims --add` reports first when a new model's rows change it.
+    comparative: bool = False
+    # A statement about the results set's own inventory (how many models, how many folds): it
+    # describes the paper's experiment, so `claims --add` does not compare it.
+    inventory: bool = False
 
     @property
     def rules(self) -> tuple[str, ...]:
@@ -359,6 +365,8 @@ def register(
     needs: str,
     tolerances: tuple[type[_Tolerance], ...] = (Exact,),
     expected: Any = Any,
+    comparative: bool = False,
+    inventory: bool = False,
 ) -> Callable:
     """Decorator: `fn(claim, params, ctx) -> Verdict` judges the claims of kind `name`."""
     if needs not in NEEDS:
@@ -367,7 +375,9 @@ def register(
     def add(fn: Callable[[Claim, Any, Context], Verdict]) -> Callable:
         if name in KINDS:
             raise ValueError(f"claim kind {name!r} is registered twice")
-        KINDS[name] = Kind(name, params, fn, needs, tuple(tolerances), expected)
+        KINDS[name] = Kind(
+            name, params, fn, needs, tuple(tolerances), expected, comparative, inventory
+        )
         return fn
 
     return add

@@ -51,7 +51,9 @@ class Dominance(KindParams):
     models: list[ModelName] | None = None
 
 
-@register("dominance", Dominance, needs="results", tolerances=(Order,), expected=str)
+@register(
+    "dominance", Dominance, needs="results", tolerances=(Order,), expected=str, comparative=True
+)
 def dominance(claim: Claim, p: Dominance, ctx: Context) -> Verdict:
     """For each model, one strategy's mean beats the other's on every listed test set and metric."""
     k, need = claim.tol.k, claim.tol.min_folds
@@ -93,7 +95,13 @@ class BaselineBeatsFoundation(KindParams):
     min_count: int = Field(ge=0)
 
 
-@register("baseline_beats_foundation", BaselineBeatsFoundation, needs="results", expected=str)
+@register(
+    "baseline_beats_foundation",
+    BaselineBeatsFoundation,
+    needs="results",
+    expected=str,
+    comparative=True,
+)
 def baseline_beats_foundation(claim: Claim, p: BaselineBeatsFoundation, ctx: Context) -> Verdict:
     """Count (test set, metric) pairs where the best baseline beats the best LP and best LoRA."""
     hits, misses = 0, []
@@ -132,7 +140,7 @@ class PerformanceDrop(KindParams):
     reference: TestSet = "AMi-Br"
 
 
-@register("performance_drop", PerformanceDrop, needs="results", expected=str)
+@register("performance_drop", PerformanceDrop, needs="results", expected=str, comparative=True)
 def performance_drop(claim: Claim, p: PerformanceDrop, ctx: Context) -> Verdict:
     """Performance drops from AMi-Br to the external test sets, for each strategy."""
     ref, need = p.reference, claim.tol.min_folds
@@ -169,7 +177,9 @@ class PerformanceDropShare(KindParams):
     reference: TestSet = "AMi-Br"
 
 
-@register("performance_drop_share", PerformanceDropShare, needs="results", expected=str)
+@register(
+    "performance_drop_share", PerformanceDropShare, needs="results", expected=str, comparative=True
+)
 def performance_drop_share(claim: Claim, p: PerformanceDropShare, ctx: Context) -> Verdict:
     """A share of the configurations scores lower out of domain than on AMi-Br."""
     ref, need = p.reference, claim.tol.min_folds
@@ -223,6 +233,7 @@ class SignificanceExpected(BaseModel):
     needs="results",
     tolerances=(Alpha,),
     expected=SignificanceExpected,
+    comparative=True,
 )
 def significance(claim: Claim, p: Significance, ctx: Context) -> Verdict:
     """Table 4: Wilcoxon (paired by model and fold) or Mann-Whitney U between two strategies."""

@@ -119,7 +119,7 @@ def protocol_setting(claim: Claim, p: ProtocolSetting, ctx: Context) -> Verdict:
     return Verdict(st.PASSED, ", ".join(observed), f"as stated in {text}")
 
 
-@register("fold_count", needs="results", expected=int)
+@register("fold_count", needs="results", expected=int, inventory=True)
 def fold_count(claim: Claim, p: NoParams, ctx: Context) -> Verdict:
     """Every configuration was cross-validated with the stated number of folds."""
     rs = results_of(ctx)
@@ -148,7 +148,7 @@ class ConfigCount(KindParams):
     methods: list[Method] = Field(min_length=1)
 
 
-@register("config_count", ConfigCount, needs="results", expected=int)
+@register("config_count", ConfigCount, needs="results", expected=int, inventory=True)
 def config_count(claim: Claim, p: ConfigCount, ctx: Context) -> Verdict:
     """How many distinct models the paper's own results evaluate with the given strategies."""
     rs = results_of(ctx)

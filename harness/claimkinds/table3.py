@@ -174,7 +174,7 @@ class Ranking(KindParams):
     from_: Literal["top", "bottom"] = Field("top", alias="from")
 
 
-@register("ranking", Ranking, needs="results", tolerances=(Order,), expected=list)
+@register("ranking", Ranking, needs="results", tolerances=(Order,), expected=list, comparative=True)
 def ranking(claim: Claim, p: Ranking, ctx: Context) -> Verdict:
     """Named configurations hold the first (or last) places, in the stated order."""
     order = [canonical_cfg(o) for o in p.order]
@@ -199,7 +199,9 @@ class Maximum(KindParams):
     among: Group = "all"
 
 
-@register("maximum", Maximum, needs="results", tolerances=(FoldSpread,), expected=float)
+@register(
+    "maximum", Maximum, needs="results", tolerances=(FoldSpread,), expected=float, comparative=True
+)
 def maximum(claim: Claim, p: Maximum, ctx: Context) -> Verdict:
     """The best mean over a group equals the stated value and is attained by the stated config."""
     tol = claim.tol
@@ -236,6 +238,7 @@ class ValueRange(KindParams):
     needs="results",
     tolerances=(Printed,),
     expected=tuple[float, float],
+    comparative=True,
 )
 def value_range(claim: Claim, p: ValueRange, ctx: Context) -> Verdict:
     """Every configuration of a strategy lies in the printed range [lo, hi] (printed precision)."""
