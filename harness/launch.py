@@ -24,7 +24,6 @@ GPU-hours, peak GPU memory and disk (harness.cost) and the executor settings it 
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import sys
@@ -46,6 +45,7 @@ from harness.config import (
     parse_folds,
 )
 from harness.plan import PAPER_PLAN, missing_for, not_run_reason
+from harness.precision import comparison_md, store_comparison
 from harness.store import Store
 
 EXECUTORS = ("local", "slurm", "debug")
@@ -524,90 +524,6 @@ def run_slurm(
     return outcomes
 
 
-# --- faithful vs fast ----------------------------------------------------------------------------
-
-
-def precision_comparison(store: Store) -> list[dict[str, Any]]:
-    """Where the store holds a configuration both faithfully (fp32, paper or reference-code
-    preset) and fast (bf16/tf32, or the fast preset) with the same hyperparameters: per test set
-    the mean balanced accuracy and AUROC over the folds both finished, their differences
-    (fast - faithful) and the mean seconds per fold. Rows are plain dicts (report tables)."""
-    import numpy as np
-
-    groups: dict[str, dict[str, list[tuple[str, dict]]]] = {}
-    for h, desc in store.configs().items():
-        if not store.done_folds(h):
-            continue
-        prec = (desc.get("precision") or {}).get("precision", "fp32")
-        role = "fast" if desc.get("preset") == "fast" or prec != "fp32" else "faithful"
-        same = [desc.get(k) for k in ("method", "tier", "data", "seed", "hyper", "subset",
-                                      "img_size", "overrides")]  # fmt: skip
-        key = json.dumps([desc.get("model", {}).get("key"), *same], sort_keys=True, default=str)
-        groups.setdefault(key, {}).setdefault(role, []).append((h, desc))
-    rows = []
-    for roles in groups.values():
-        for h0, d0 in roles.get("faithful", []):
-            for h1, d1 in roles.get("fast", []):
-                folds = sorted(set(store.done_folds(h0)) & set(store.done_folds(h1)))
-                if not folds:
-                    continue
-                per = {}
-                for tag, h in (("faithful", h0), ("fast", h1)):
-                    loaded = [store.load_fold(h, f) for f in folds]
-                    per[tag] = {
-                        "metrics": [m for metrics, _, _ in loaded for m in metrics],
-                        "seconds": [info.get("seconds") for _, _, info in loaded],
-                    }
-                for dataset in sorted({m["dataset"] for m in per["faithful"]["metrics"]}):
-                    row = {
-                        "config": f"{d0['model']['name']}|{d0['method']}",
-                        "faithful": f"{d0['preset']}/{(d0.get('precision') or {}).get('precision', 'fp32')}",
-                        "fast": f"{d1['preset']}/{(d1.get('precision') or {}).get('precision', 'fp32')}",
-                        "dataset": dataset,
-                        "folds": folds,
-                    }
-                    for metric in ("balanced_accuracy", "auroc"):
-                        means = {}
-                        for tag in ("faithful", "fast"):
-                            vals = [float(m[metric]) for m in per[tag]["metrics"]
-                                    if m["dataset"] == dataset]  # fmt: skip
-                            means[tag] = float(np.mean(vals)) if vals else float("nan")
-                        row[f"{metric}_faithful"] = means["faithful"]
-                        row[f"{metric}_fast"] = means["fast"]
-                        row[f"{metric}_delta"] = means["fast"] - means["faithful"]
-                    for tag in ("faithful", "fast"):
-                        secs = [s for s in per[tag]["seconds"] if s is not None]
-                        row[f"seconds_per_fold_{tag}"] = float(np.mean(secs)) if secs else None
-                    rows.append(row)
-    return rows
-
-
-def precision_comparison_md(rows: list[dict[str, Any]]) -> str:
-    """A markdown section for `precision_comparison` rows ('' when there are none)."""
-    if not rows:
-        return ""
-    out = [
-        "## Faithful vs fast precision",
-        "",
-        "Means over the folds both runs finished; Δ = fast − faithful.",
-        "",
-        "| configuration | faithful | fast | test set | folds | bal. acc. | Δ | AUROC | Δ "
-        "| s/fold faithful | s/fold fast |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for r in rows:
-        secs = [r["seconds_per_fold_faithful"], r["seconds_per_fold_fast"]]
-        out.append(
-            f"| {r['config']} | {r['faithful']} | {r['fast']} | {r['dataset']} | {len(r['folds'])} "
-            f"| {r['balanced_accuracy_faithful']:.4f} → {r['balanced_accuracy_fast']:.4f} "
-            f"| {r['balanced_accuracy_delta']:+.4f} "
-            f"| {r['auroc_faithful']:.4f} → {r['auroc_fast']:.4f} | {r['auroc_delta']:+.4f} "
-            + " ".join(f"| {'-' if s is None else f'{s:.0f}'}" for s in secs)
-            + " |"
-        )
-    return "\n".join(out) + "\n"
-
-
 # --- dry run ---------------------------------------------------------------------------------------
 
 
@@ -749,8 +665,7 @@ def _export(store: Store, configs: Sequence[RunConfig], args, outcomes) -> None:
         return
     export_store(
         store, finished, tier=args.tier, preset=args.preset, data=args.data,
-        precision=getattr(args, "precision", None), weights_dir=getattr(args, "weights_dir", None),
-        slide_overlaps=overlaps, notes=notes,
+        weights_dir=getattr(args, "weights_dir", None), slide_overlaps=overlaps, notes=notes,
     )  # fmt: skip
 
 
@@ -838,7 +753,7 @@ def cli_launch(args) -> int:
     else:
         outcomes = []
     _export(store, configs, args, outcomes)
-    comparison = precision_comparison_md(precision_comparison(store))
+    comparison = comparison_md(store_comparison(store))
     if comparison:
         paths.atomic_write(store_dir / "precision_comparison.md", comparison)
         console.print(comparison, markup=False, highlight=False)

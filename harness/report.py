@@ -31,7 +31,7 @@ from xml.etree import ElementTree as ET
 
 import numpy as np
 
-from harness import PAPER, __version__, analysis, paths
+from harness import PAPER, __version__, analysis, paths, precision
 from harness import stats as st
 from harness.claims import (
     TABLE3_CONFIGS,
@@ -696,6 +696,46 @@ def _analyses_blocks(an: dict) -> list[tuple]:
     return blocks
 
 
+def _precision_blocks(results: list[ClaimResult], ctx: Context) -> list[tuple]:
+    """The faithful-vs-fast section for a set that carries fast runs (results.FAST_FILE; none
+    otherwise): their numbers side by side, then each claim whose verdict the fast rows change
+    (`precision.precision_check`, the `compare` of --against), or "no verdict changes"."""
+    check = precision.precision_check(ctx, results)
+    if not check["available"]:
+        return []
+    blocks: list[tuple] = [
+        ("h2", "Faithful vs fast precision"),
+        ("p", "The set's rows are the faithful runs (fp32, as the authors' scripts); it also "
+              "carries fast runs of the same configurations (`fast_fold_metrics.csv`). Means "
+              "over the folds both finished; Δ = fast − faithful; speed-up = seconds per fold, "
+              "faithful / fast."),
+        ("table", ["Configuration", "Faithful", "Fast", "Test set", "Folds", "BA faithful → fast",
+                   "Δ BA", "AUROC faithful → fast", "Δ AUROC", "s/fold faithful", "s/fold fast",
+                   "Speed-up"], [precision.cells(r) for r in check["rows"]]),
+    ]  # fmt: skip
+
+    def observed(x) -> str:
+        return _num(x) if isinstance(x, float) else "–" if x is None else str(x)
+
+    for v in check["variants"]:
+        text = f"Every claim judged again with the {v['variant']} rows in place of the faithful "
+        if not v["changes"]:
+            blocks.append(("p", text + "ones: no verdict changes."))
+            continue
+        rows = [
+            [f"`{c['id']}`", Marked("", ((c["old"], c["old"]),)),
+             Marked("", ((c["new"], c["new"]),)),
+             f"{observed(c['old_observed'])} → {observed(c['new_observed'])}", c["reason"]]
+            for c in v["changes"]
+        ]  # fmt: skip
+        blocks += [
+            ("p", text + f"ones: {len(rows)} verdict(s) change."),
+            ("table", ["Claim", "Faithful", f"Fast ({v['variant']})", "Observed", "Why (fast)"],
+             rows),
+        ]  # fmt: skip
+    return blocks
+
+
 def _summary_blocks(results: list[ClaimResult], ctx: Context) -> list[tuple]:
     """The counts of each verdict as a table, then who failed and the set-specific note."""
     counts = count_statuses(results)
@@ -889,6 +929,7 @@ def to_markdown(
             ]
         else:
             out += [*_rows_md(items), ""]
+    out += _blocks_md(_precision_blocks(results, ctx), plots)
     out += _blocks_md(_analyses_blocks(analyses), plots)
     out += [
         "## Deviation ledger: the paper's text vs the authors' code",
@@ -1079,6 +1120,7 @@ def to_html(
             )
         else:
             parts.append(f"{head}{rows}</table>")
+    parts += _blocks_html(_precision_blocks(results, ctx), pngs)
     parts += _blocks_html(_analyses_blocks(analyses), pngs)
     parts.append(
         "<h2>Deviation ledger: the paper's text vs the authors' code</h2><table><tr>"
@@ -1234,6 +1276,9 @@ def to_summary(results: list[ClaimResult], ctx: Context, written: list[Path] = (
         out += [f"  {r.claim.id}: {_cell_text(r)}" for r in items[:SUMMARY_LISTED]]
         if len(items) > SUMMARY_LISTED:
             out.append(f"  ... {len(items) - SUMMARY_LISTED} more in the full report")
+    check = precision.precision_check(ctx, results)
+    if check["available"]:
+        out += ["", precision.summary_line(check)]
     if written:
         out += ["", "full report:", *(f"  {p}" for p in written)]
     return "\n".join(out) + "\n"
@@ -1252,6 +1297,7 @@ def to_json(
         **report_header(results, ctx),
         "claims": [result_dict(r) for r in results],
         "analyses": _jsonable(analyses),
+        "faithful_vs_fast": _jsonable(precision.precision_check(ctx, results)),
     }
     return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
 

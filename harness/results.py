@@ -36,6 +36,10 @@ LABELS = ("Atypical", "Normal")
 METRICS = ("balanced_accuracy", "auroc", "pr_auc")
 FOLD_COLUMNS = ("model", "method", "dataset", "fold", "balanced_accuracy", "auroc", "pr_auc")
 PRED_COLUMNS = ("model", "method", "dataset", "fold", "image", "label", "prob_atypical")
+# The fast runs (harness.precision) of configurations whose faithful rows are the set's rows: the
+# same columns, plus the run's variant ('<preset>/<precision>', e.g. 'paper/bf16').
+FAST_FILE = "fast_fold_metrics.csv"
+FAST_COLUMNS = (*FOLD_COLUMNS, "variant")
 PAPER_SET = EXPECTED_RESULTS / "paper"
 MAX_LISTED = 12  # problems listed in one error message
 # How far a metric of fold_metrics.csv may lie from the same metric recomputed from
@@ -139,6 +143,8 @@ class ResultsSet:
     rows: tuple[FoldRow, ...]
     predictions: tuple[Prediction, ...] | None = None
     manifest: dict = field(default_factory=dict)
+    # FAST_FILE: variant ('paper/bf16') -> the fast run's fold rows of configurations in `rows`.
+    fast: dict[str, tuple[FoldRow, ...]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._cells: dict[tuple[str, str, str], list[FoldRow]] = defaultdict(list)
@@ -265,14 +271,18 @@ def _raise(source: str, problems: list[str]) -> None:
 
 
 def validate_fold_rows(
-    rows: Iterable[Mapping], source: str = "fold_metrics.csv", declared: Iterable[str] = ()
+    rows: Iterable[Mapping],
+    source: str = "fold_metrics.csv",
+    declared: Iterable[str] = (),
+    lines: Iterable[int] | None = None,
 ) -> list[FoldRow]:
     """Check fold-metric rows (dicts keyed by FOLD_COLUMNS); one ResultsError lists every problem.
 
     Checks: columns, numbers in [0, 1], a model of the registry (or one of the user models
     `declared` by the set's manifest, see `declared_models`), known method and test set, no duplicate
     (model, method, dataset, fold), and no holes: within a configuration every test set has the
-    same folds, and every configuration covers the same test sets.
+    same folds, and every configuration covers the same test sets. `lines`: the file's line number
+    of each row (default 2, 3, ...: line 1 is the header).
     """
     rows = list(rows)
     problems: list[str] = []
@@ -288,7 +298,7 @@ def validate_fold_rows(
     seen: dict[tuple, int] = {}
     declared = set(declared)
     unknown: dict[str, list[int]] = defaultdict(list)
-    for i, raw in enumerate(rows, start=2):  # line 1 is the header
+    for i, raw in zip(range(2, len(rows) + 2) if lines is None else lines, rows, strict=True):
         where = f"line {i}"
         model = str(raw.get("model") or "").strip()
         method = str(raw.get("method") or "").strip()
@@ -471,6 +481,46 @@ def _disagreements(preds: list[Prediction], folds: list[FoldRow], fold_source: s
     return problems
 
 
+def validate_fast_rows(
+    rows: Iterable[Mapping],
+    folds: list[FoldRow],
+    source: str = FAST_FILE,
+    declared: Iterable[str] = (),
+) -> dict[str, tuple[FoldRow, ...]]:
+    """Check the fast runs' fold rows (dicts keyed by FAST_COLUMNS) against the set's own rows
+    `folds`; returns variant -> its rows. One ResultsError lists every problem.
+
+    Each variant is checked like fold_metrics.csv (`validate_fold_rows`: numbers, names, no
+    duplicate, no holes), and each of its configurations and test sets must be one the set's rows
+    hold: a fast run travels with the faithful run it is compared with (harness.precision)."""
+    rows = list(rows)
+    if rows and "variant" not in set().union(*(r.keys() for r in rows)):
+        _raise(source, [f"missing column variant (needs {', '.join(FAST_COLUMNS)})"])
+    groups: dict[str, list[tuple[int, Mapping]]] = defaultdict(list)
+    problems = []
+    for i, raw in enumerate(rows, start=2):
+        variant = str(raw.get("variant") or "").strip()
+        if variant:
+            groups[variant].append((i, raw))
+        else:
+            problems.append(f"line {i}: empty variant")
+    _raise(source, problems)
+    cells = {(r.model, r.method, r.dataset) for r in folds}
+    out = {}
+    for variant, numbered in groups.items():
+        lines, raws = zip(*numbered, strict=True)
+        checked = validate_fold_rows(raws, f"{source} (variant {variant})", declared, lines)
+        problems += [
+            f"line {line}: {r.model} | {r.method} | {r.dataset} (variant {variant}) has no "
+            "faithful rows in fold_metrics.csv to be compared with"
+            for line, r in zip(lines, checked, strict=True)
+            if (r.model, r.method, r.dataset) not in cells
+        ]
+        out[variant] = tuple(checked)
+    _raise(source, problems)
+    return out
+
+
 # --------------------------------------------------------------------------------- reading
 def _read_csv(path: Path) -> list[dict]:
     try:
@@ -518,11 +568,17 @@ def load_results_set(spec: str | os.PathLike = "paper") -> ResultsSet:
                 declared_models(manifest),
             )
         )
+    fast_file = folder / FAST_FILE
+    fast = {}
+    if fast_file.is_file():
+        fast = validate_fast_rows(
+            _read_csv(fast_file), rows, str(fast_file), declared_models(manifest)
+        )
     name = manifest.get("name") or ("paper" if folder == PAPER_SET else folder.name)
-    return ResultsSet(str(name), folder, tuple(rows), predictions, manifest)
+    return ResultsSet(str(name), folder, tuple(rows), predictions, manifest, fast)
 
 
-SET_FILES = ("fold_metrics.csv", "predictions.csv")
+SET_FILES = ("fold_metrics.csv", "predictions.csv", FAST_FILE)
 
 
 class _Strict(BaseModel):
@@ -556,6 +612,8 @@ class Manifest(_Strict):
     notes: list[str] = []
     stale: dict[str, list[str]] = {}
     files: dict[str, str] | None = None
+    # FAST_FILE's runs: '<model>|<method>' -> one entry per variant (its `variant`, hash, folds).
+    fast_configs: dict[str, list[ConfigEntry]] = {}
 
 
 def check_manifest(manifest: Any, path: str | os.PathLike) -> dict:
@@ -648,6 +706,7 @@ def write_results_set(
     fold_rows: Iterable,
     predictions: Iterable | None = None,
     manifest: Mapping | None = None,
+    fast_rows: Iterable | None = None,
 ) -> Path:
     """Validate, then write a results set; returns the folder.
 
@@ -655,7 +714,8 @@ def write_results_set(
     a set interrupted between two files is detected on loading instead of read half old, half
     new. Rows may be FoldRow/Prediction objects or dicts. `predictions=None` keeps an existing
     predictions.csv; `manifest=None` keeps the existing manifest's fields; `created` and
-    `harness_version` are filled in when absent.
+    `harness_version` are filled in when absent. `fast_rows` (dicts keyed by FAST_COLUMNS) is
+    written to FAST_FILE; None keeps an existing one, an empty list removes it.
     """
     folder = Path(directory)
     if manifest is None:
@@ -682,12 +742,21 @@ def write_results_set(
         validate_predictions(
             _read_csv(old), rows, str(old), metrics_name, declared_models(manifest)
         )
+    fast_file = folder / FAST_FILE
+    fast_dicts = None if fast_rows is None else [_as_dict(r) for r in fast_rows]
+    if fast_dicts:
+        validate_fast_rows(fast_dicts, rows, str(fast_file), declared_models(manifest))
+        texts[FAST_FILE] = _csv_text(FAST_COLUMNS, fast_dicts)
+    elif fast_dicts is None and fast_file.is_file():
+        validate_fast_rows(_read_csv(fast_file), rows, str(fast_file), declared_models(manifest))
     full = dict(check_manifest(manifest, folder / "manifest.json"))
     full.setdefault("created", datetime.now(timezone.utc).isoformat(timespec="seconds"))
     full.setdefault("harness_version", __version__)
     folder.mkdir(parents=True, exist_ok=True)
     for name, text in texts.items():
         paths.atomic_write(folder / name, text)
+    if fast_dicts == []:  # no fast run travels with this set (any left is from an older export)
+        fast_file.unlink(missing_ok=True)
     full["files"] = {
         name: _digest((folder / name).read_bytes())
         for name in SET_FILES

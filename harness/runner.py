@@ -444,8 +444,8 @@ def cli_run(args) -> int:
         f"{report.seconds:.0f} s; counters {report.counters}"
     )
     export_store(
-        store, [cfg], tier=args.tier, preset=args.preset, data=kind, precision=precision,
-        weights_dir=weights_dir, slide_overlaps=len(task.slide_overlaps), notes=task.notes,
+        store, [cfg], tier=args.tier, preset=args.preset, data=kind, weights_dir=weights_dir,
+        slide_overlaps=len(task.slide_overlaps), notes=task.notes,
     )  # fmt: skip
     console.print(f"results set written to {store_dir}")
     _print_fold_metrics(store, cfg, folds)
@@ -459,25 +459,17 @@ def export_store(
     tier: str,
     preset: str,
     data: str,
-    precision: str | None,
     weights_dir,
     slide_overlaps: int,
     notes: Sequence[str],
 ) -> Path | None:
-    """The results set `run` and `launch` write into the store's folder: the plan's
-    configurations of this tier, preset and precision that finished a fold, and `configs`
-    (those outside the plan too, e.g. a smoke model)."""
-    # Every current configuration of this tier/preset/data in the store, at this precision (a
-    # results set holds one row per (model, method)), not only the one just run.
+    """The results set `run` and `launch` write into the store's folder: `configs` (those
+    outside the plan too, e.g. a smoke model) and every other current configuration of this tier,
+    preset and data the store holds. Where two runs map to one row (e.g. `--precision fp32` and
+    `--precision bf16`), the faithful one is the row and the fast one travels beside it
+    (`export_results`, harness.precision); among equals, the run just made."""
     current, left_out = current_configs(store, tier=tier, preset=preset, data=data)
-    want = {c.precision for c in configs} or {c.precision for c in current}
-    exported = [c for c in current if c.precision in want]
-    left_out += [
-        f"the store also holds {c.label} (precision {c.precision})"
-        for c in current
-        if c.precision not in want
-    ]
-    exported += [c for c in configs if c.hash not in {e.hash for e in exported}]
+    exported = [*configs, *(c for c in current if c.hash not in {e.hash for e in configs})]
     return export_results(
         store,
         exported,
@@ -529,10 +521,10 @@ def ensure_trained(
                 )
             task = load_task(root, "real")
         run_config(cfg, task, store, folds, device=dev, weights_dir=weights_dir)
-    exported, left_out = current_configs(store, tier="full", preset=preset, data="real")
+    current, left_out = current_configs(store, tier="full", preset=preset, data="real")
     export_results(
         store,
-        exported,
+        [cfg, *(c for c in current if c.hash != cfg.hash)],  # the run asked for first
         store_dir,
         name=f"full-{preset}",
         tier="full",

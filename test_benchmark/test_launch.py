@@ -15,6 +15,7 @@ import torch
 from rich.console import Console
 
 from harness import cli, config, cost, launch, paths, progress, runner, smoke, taskdata, trainer
+from harness.precision import comparison_md, store_comparison
 from harness.store import Store
 
 SUBSET = (("train_pool", 100), ("test", 30))  # class-stratified; each fold keeps both classes
@@ -479,7 +480,7 @@ def test_store_compares_faithful_and_fast_results(env, synth_root) -> None:
     for cfg in (faithful, fast):
         sequential(cfg, synth_root, store, [1])
     assert store.load_fold(fast.hash, 1)[2]["precision"] == "bf16"
-    rows = launch.precision_comparison(store)
+    rows = store_comparison(store)
     assert {r["dataset"] for r in rows} == {"synthetic:AMi-Br", "synthetic:AtNorM-Br",
                                             "synthetic:AtNorM-MD"}  # fmt: skip
     for r in rows:
@@ -488,12 +489,77 @@ def test_store_compares_faithful_and_fast_results(env, synth_root) -> None:
         m1 = [m for m in store.load_fold(fast.hash, 1)[0] if m["dataset"] == r["dataset"]]
         assert r["auroc_faithful"] == float(m0[0]["auroc"])
         assert r["auroc_delta"] == pytest.approx(float(m1[0]["auroc"]) - float(m0[0]["auroc"]))
-    md = launch.precision_comparison_md(rows)
-    assert (
-        md.startswith("## Faithful vs fast precision")
-        and md.count("| smoke ViT-Ti/16|linear_probe |") == 3
-    )
-    assert launch.precision_comparison(Store(env / "empty")) == []
+        secs = [store.load_fold(c.hash, 1)[2]["seconds"] for c in (faithful, fast)]
+        assert r["speedup"] == pytest.approx(secs[0] / secs[1])
+    md = comparison_md(rows)
+    assert md.startswith("## Faithful vs fast precision")
+    assert md.count("| smoke ViT-Ti/16 (linear probe) | paper/fp32 | paper/bf16 |") == 3
+    assert store_comparison(Store(env / "empty")) == []
+
+
+# --- one run per results-set row ------------------------------------------------------------------
+
+# Two stored runs that map to one results-set row (smoke ViT-Ti/16|linear_probe), the second just
+# run: (first, second, the run whose rows the set holds, the variant carried as a fast run).
+SAME_ROW = {
+    "bf16 after fp32": ({}, {"precision": "bf16"}, 0, "paper/bf16"),
+    "fp32 after bf16": ({"precision": "bf16"}, {}, 1, "paper/bf16"),
+    "bf16 after tf32": ({"precision": "tf32"}, {"precision": "bf16"}, 1, None),
+    "another seed": ({}, {"seed": 1}, 1, None),
+}
+
+
+@pytest.fixture(scope="module")
+def same_row_runs(synth_root, tmp_path_factory) -> Store:
+    """One store holding every run SAME_ROW names (one fold each); the tests copy the two each
+    case needs into a store of its own."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("AMIBR_CACHE", str(tmp_path_factory.mktemp("cache")))
+    store = Store(tmp_path_factory.mktemp("runs"))
+    try:
+        kw = {json.dumps(k, sort_keys=True): k for a, b, _, _ in SAME_ROW.values() for k in (a, b)}
+        for extra in kw.values():
+            sequential(tiny("linear_probe", **extra), synth_root, store, [1])
+    finally:
+        mp.undo()
+    return store
+
+
+@pytest.mark.parametrize("case", list(SAME_ROW))
+def test_export_holds_one_run_per_row_and_the_fast_run_beside_it(case, same_row_runs, tmp_path):
+    """`run`/`launch` then export, for any two current runs mapping to one row: the set never
+    holds both (a duplicate row), never refuses, and leaves no run out silently. The faithful run
+    is the row whichever ran last; its fast run of the same configuration travels in
+    fast_fold_metrics.csv; any other run is named in the manifest's notes."""
+    import shutil
+
+    from harness.results import FAST_FILE, load_results_set
+
+    first, second, row, fast_variant = SAME_ROW[case]
+    runs = [tiny("linear_probe", **first), tiny("linear_probe", **second)]
+    store = Store(tmp_path / "store")
+    for cfg in runs:
+        shutil.copytree(same_row_runs.config_dir(cfg.hash), store.config_dir(cfg.hash))
+    out = runner.export_store(
+        store, [runs[1]], tier="smoke", preset="paper", data="synthetic", weights_dir=None,
+        slide_overlaps=0, notes=[],
+    )  # fmt: skip
+    rs = load_results_set(out)
+    chosen, other = runs[row], runs[1 - row]
+    want = sorted((m["dataset"], m["balanced_accuracy"], m["auroc"])
+                  for m in store.load_fold(chosen.hash, 1)[0])  # fmt: skip
+    assert sorted((r.dataset, r.balanced_accuracy, r.auroc) for r in rs.rows) == want
+    assert rs.config_entry("smoke ViT-Ti/16", "linear_probe")["hash"] == chosen.hash
+    fast = rs.manifest["fast_configs"]
+    if fast_variant:
+        assert list(rs.fast) == [fast_variant] and len(rs.fast[fast_variant]) == len(rs.rows)
+        assert [e["hash"] for e in fast["smoke ViT-Ti/16|linear_probe"]] == [other.hash]
+        assert {r.auroc for r in rs.fast[fast_variant]} == {
+            float(m["auroc"]) for m in store.load_fold(other.hash, 1)[0]
+        }
+    else:
+        assert not (out / FAST_FILE).exists() and fast == {} and rs.fast == {}
+        assert any(other.hash in n and chosen.hash in n for n in rs.manifest["notes"])
 
 
 # --- progress a log can hold ---------------------------------------------------------------------

@@ -452,3 +452,15 @@ def test_manifest_fields_of_the_wrong_type_are_refused_at_load(tmp_path, capsys,
     with pytest.raises(ResultsError, match=r"manifest\.json: "):
         write_results_set(tmp_path / "w", grid(), manifest=manifest)
     assert not (tmp_path / "w").exists()
+
+
+@pytest.mark.parametrize("normal", range(1, 40))
+def test_a_perfect_fold_exports_as_a_valid_row(tmp_path, normal):
+    """Two atypical images above `normal` normal ones: every metric is 1 (up to float noise
+    below) and the row validates
+    (average precision summed 1 + 2e-16 for 9, 20 or 21 normal images, and the set was refused)."""
+    y = np.r_[[True, True], [False] * normal]
+    m = stats.fold_metrics(y, np.r_[[0.9, 0.8], np.linspace(0.1, 0.3, normal)])
+    assert m["balanced_accuracy"] == m["auroc"] == 1.0 and 1.0 - 1e-12 < m["pr_auc"] <= 1.0
+    row = {"model": "UNI", "method": "lora", "dataset": "AMi-Br", "fold": 1, **m}
+    assert load_results_set(write_results_set(tmp_path, [row])).rows[0].pr_auc == m["pr_auc"]
