@@ -133,13 +133,17 @@ class Inconclusive(Exception):
 
 
 # ------------------------------------------------------------------------- vocabulary types
-def _did_you_mean(value: str, allowed: list[str] | tuple[str, ...]) -> str:
-    """' (did you mean 'x'?)' for the closest allowed word (case-insensitive), else the list."""
+def _closest(value: str, allowed: list[str] | tuple[str, ...]) -> str | None:
+    """The allowed word closest to `value` (case-insensitive, difflib), or None."""
     lower = {a.lower(): a for a in allowed}
     close = difflib.get_close_matches(str(value).lower(), list(lower), n=1, cutoff=0.6)
-    if close:
-        return f" (did you mean {lower[close[0]]!r}?)"
-    return f" (one of: {', '.join(allowed)})"
+    return lower[close[0]] if close else None
+
+
+def _did_you_mean(value: str, allowed: list[str] | tuple[str, ...]) -> str:
+    """' (did you mean 'x'?)' for the closest allowed word, else the list of allowed words."""
+    close = _closest(value, allowed)
+    return f" (did you mean {close!r}?)" if close else f" (one of: {', '.join(allowed)})"
 
 
 def _one_of(what: str, allowed: tuple[str, ...]) -> Callable[[str], str]:
@@ -402,8 +406,19 @@ def _parse(model, value: Any, what: str, problems: list[str]):
             return adapter.validate_python(value)
         return model.model_validate(value if value is not None else {})
     except ValidationError as exc:
-        fields = list(model.model_fields) if adapter is None else []
-        problems.extend(_error_line(e, what, fields) for e in exc.errors())
+        fields = [f.alias or n for n, f in model.model_fields.items()] if adapter is None else []
+        errors = exc.errors()
+        # a misspelt field is also a missing one: name it once, as the unknown field with its fix
+        meant = {
+            _closest(str(e["loc"][-1]), fields)
+            for e in errors
+            if e.get("type") == "extra_forbidden" and e.get("loc")
+        }
+        problems.extend(
+            _error_line(e, what, fields)
+            for e in errors
+            if not (e.get("type") == "missing" and len(e["loc"]) == 1 and e["loc"][0] in meant)
+        )
         return None
 
 
