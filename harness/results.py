@@ -775,6 +775,27 @@ def _set_ref(rs: ResultsSet) -> dict:
     return {"name": rs.name, "path": str(rs.path) if rs.path else None}
 
 
+def _check_same_test_sets(base: ResultsSet, extra: ResultsSet) -> None:
+    """ResultsError, naming `extra`'s fold_metrics.csv, when it shares no test set with `base`
+    (e.g. a set trained on the synthetic fixture added to one on the public data)."""
+    if not base.datasets or not extra.datasets or set(base.datasets) & set(extra.datasets):
+        return
+    where = extra.path / "fold_metrics.csv" if extra.path else extra.name
+    kinds = {"synthetic" if d.startswith("synthetic:") else "public" for d in extra.datasets}
+    base_kinds = {"synthetic" if d.startswith("synthetic:") else "public" for d in base.datasets}
+    hint = ""
+    if kinds == {"synthetic"} and base_kinds == {"public"}:
+        hint = (
+            "; it was trained on a synthetic tree: train on the public data (--data-root) "
+            "to compare with these results"
+        )
+    raise ResultsError(
+        f"{where}: cannot be added to results set '{base.name}': its test sets "
+        f"({', '.join(extra.datasets)}) are none of '{base.name}' ({', '.join(base.datasets)})"
+        + hint
+    )
+
+
 def merge_results_sets(base: ResultsSet, *added: ResultsSet) -> ResultsSet:
     """One results set, in memory: `base`'s rows with each set of `added` laid over them.
 
@@ -787,10 +808,10 @@ def merge_results_sets(base: ResultsSet, *added: ResultsSet) -> ResultsSet:
     {"<model>|<method>": "<name of the set whose rows replaced it>"}}; `files` (digests of
     files on disk) and `counters` are dropped. The name is "<base>+<added>+...", the path None.
 
-    Raises ResultsError, on one line naming the added set's fold_metrics.csv, when the merged
-    rows would have holes (an added configuration lacks a test set or fold the others have,
-    e.g. a set on the synthetic test sets added to one on the public ones). Used by
-    `amibr-bench claims --add` (harness.whatif)."""
+    Raises ResultsError, on one line naming the added set's fold_metrics.csv, when it shares no
+    test set with the base (e.g. a set on the synthetic test sets added to one on the public
+    ones) or the merged rows would have holes (an added configuration lacks a test set or fold
+    the others have). Used by `amibr-bench claims --add` (harness.whatif)."""
     rows = {(r.model, r.method): [] for r in base.rows}
     for r in base.rows:
         rows[(r.model, r.method)].append(r)
@@ -801,6 +822,7 @@ def merge_results_sets(base: ResultsSet, *added: ResultsSet) -> ResultsSet:
     replaced: dict[str, str] = {}
     merged = {"base": _set_ref(base), "added": [], "replaced": replaced}
     for extra in added:
+        _check_same_test_sets(base, extra)
         for config in extra.configurations:
             key = "|".join(config)
             if config in rows:

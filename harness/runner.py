@@ -435,7 +435,10 @@ def cli_run(args) -> int:
     task = load_task(root, kind, dict(cfg.subset), seed=cfg.seed, folds_source=folds_source)
     cfg = replace(cfg, **task.folds)  # the hash covers the folds it trains on
     console.print(f"[bold]{cfg.label}[/] hash {cfg.hash} -> {store_dir} (device {device})")
-    console.print(f"folds: {task.folds_source} (sha256 {task.folds_sha256})")
+    # the fold file read (a synthetic tree's own, or the authors'), its digest and how it was made
+    folds_note = next((n for n in task.notes if n.startswith("folds: ")), None)
+    console.print(folds_note or f"folds: {task.folds_source} (sha256 {task.folds_sha256})",
+                  markup=False)  # fmt: skip
     report = run_config(
         cfg, task, store, folds, device=device, weights_dir=weights_dir, console=console
     )

@@ -152,13 +152,16 @@ def changes_text(doc: dict, fmt: str = "text") -> str:
         for r in shown:
             verdict = f"{r['old']} -> {r['new']}" if r["verdict_changed"] else r["new"]
             out.append(f"{item}{'`' * md}{r['id']}{'`' * md} ({r['kind']}): {verdict}")
+            before, after = _observed(r["old_observed"]), _observed(r["new_observed"])
             if not md:
-                out.append(f"    {r['old_observed']} -> {r['new_observed']}")
+                if r["new_observed"] is None and r["reason"]:
+                    after += f" ({r['reason']})"
+                out.append(f"    {before} -> {after}")
                 continue
             out += [
                 f"  the paper: {r['statement']}",
-                f"  before: {r['old_observed']}",
-                f"  after: {r['new_observed']}",
+                f"  before: {before}",
+                f"  after: {after}",
                 *([f"  why: {r['reason']}"] if r["verdict_changed"] and r["reason"] else []),
             ]
         if len(items) > len(shown):
@@ -167,6 +170,11 @@ def changes_text(doc: dict, fmt: str = "text") -> str:
         ids = ", ".join(n["id"] for n in doc["not_compared"])
         out += ["", f"not compared: {ids} ({doc['not_compared'][0]['why']})"]
     return "\n".join(out) + "\n"
+
+
+def _observed(value) -> str:
+    """An observed value as the list prints it; a claim not judged to a value has none."""
+    return "no value" if value is None else str(value)
 
 
 def _one_line(exc: Exception) -> str:

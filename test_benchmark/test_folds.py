@@ -349,7 +349,10 @@ def test_run_smoke_tier_trains_the_smoke_jobs_configuration(
     assert store.configs()[cfg.hash]["folds"] == {"source": "authors", "sha256": folds.sha256}
     metrics = store.load_fold(cfg.hash, 1)[0]
     assert {m["dataset"] for m in metrics} == {f"synthetic:{d}" for d in data.DATASETS}
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
+    # the fold file it trained on is named: the tree's own, not the authors' (which it is not)
+    line = next(t for t in err.splitlines() if t.startswith("folds: "))
+    assert "synthetic_folds.csv; sha256 " in line, err
     for m in metrics:
         assert m["balanced_accuracy"] > 0.5, m
         row = f"{m['dataset']} │ 1 │ {m['balanced_accuracy']:.4f} │ {m['auroc']:.4f}"

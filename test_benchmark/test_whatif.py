@@ -123,6 +123,46 @@ def test_a_model_below_the_best_changes_no_maximum(quick_registry, tmp_path, cap
     assert any(USER in str(r["new_observed"]) for r in doc["conclusions"])
 
 
+@pytest.mark.parametrize("fmt", ["text", "md"])
+def test_a_claim_left_without_a_value_says_why_not_none(quick_registry, tmp_path, capsys, fmt):
+    """A partial run (2 folds, `run --folds 1-2`) makes the maxima inconclusive: the list says
+    'no value' and why, never Python's None."""
+    rows = [r for r in user_rows(+0.03) if r["fold"] <= 2]
+    manifest = {"name": "partial", "configs": declared("linear_probe", "lora")}
+    folder = write_results_set(tmp_path / "partial", rows, manifest=manifest)
+    code, text, err = claims(capsys, "--results", "paper", "--add", str(folder), "--format", fmt)
+    assert code == 1, err
+    assert "passed -> inconclusive" in text and "None" not in text, text
+    why = "fewer than 5 folds: MyFM (linear probe) 2"
+    assert ("-> no value (" + why if fmt == "text" else "after: no value") in text, text
+
+
+@pytest.mark.parametrize(
+    "tier, data, judged",
+    [("smoke", "real", False), ("full", "synthetic", False), ("full", "real", True)],
+)
+def test_protocol_settings_of_an_added_trial_run_are_not_judged(tmp_path, tier, data, judged):
+    """The merged set has no tier of its own: an added smoke-tier run (or one on synthetic data)
+    records its tier's settings, not the protocol's, so the protocol claims stay "not run"."""
+    settings = {"model": {"family": "user", "name": USER}, "tier": tier, "data": data,
+                "threshold": 0.5, "hyper": {"batch_size": 8}}  # fmt: skip
+    manifest = {"name": "trial", "tier": tier, "data": data,
+                "configs": {f"{USER}|linear_probe": {"settings": settings}}}  # fmt: skip
+    rows = [r for r in user_rows(+0.03) if r["method"] == "linear_probe"]
+    folder = write_results_set(tmp_path / "trial", rows, manifest=manifest)
+    merged = merge_results_sets(load_results_set("paper"), load_results_set(folder))
+    ids = ("s4.threshold", "s4.batch-size")
+    protocol = [c for c in cl.load_claims() if c.id in ids]
+    results = cl.evaluate_all(protocol, cl.Context(merged))
+    assert len(results) == len(ids)
+    for r in results:
+        if judged:
+            assert r.status == st.PASSED, r.verdict.reason
+        else:
+            assert r.status == st.NOT_RUN, r.verdict.reason
+            assert f"{tier}-tier run on {data} data" in r.verdict.reason
+
+
 def test_replaced_configuration_is_named_and_its_rows_used(quick_registry, tmp_path, capsys):
     """A set holding UNI (LoRA) too: its rows replace the paper's (UNI LoRA 0.10 higher on
     AMi-Br, now the best there)."""
@@ -187,12 +227,28 @@ def missing_test_set(tmp_path):
     return ["--add", str(folder)], f"{folder / 'fold_metrics.csv'}: cannot be added"
 
 
+def synthetic_test_sets(tmp_path):
+    """A set trained on the synthetic fixture (`run --data-root fixtures/synthetic`)."""
+    rows = [{**r, "dataset": f"synthetic:{r['dataset']}"} for r in user_rows(0.03)]
+    folder = write_results_set(
+        tmp_path / "synth", rows, manifest={"configs": declared("lora", "linear_probe")}
+    )
+    return ["--add", str(folder)], (
+        f"{folder / 'fold_metrics.csv'}: cannot be added to results set 'paper': its test sets "
+        "(synthetic:AMi-Br, synthetic:AtNorM-Br, synthetic:AtNorM-MD) are none of 'paper' "
+        "(AMi-Br, AtNorM-Br, AtNorM-MD); it was trained on a synthetic tree: train on the "
+        "public data (--data-root)"
+    )
+
+
 def html_format(tmp_path):
     return ["--add", "paper", "--format", "html"], "--add writes text, md, json, not html"
 
 
 @pytest.mark.parametrize(
-    "make", [undeclared_model, missing_test_set, html_format], ids=lambda f: f.__name__
+    "make",
+    [undeclared_model, missing_test_set, synthetic_test_sets, html_format],
+    ids=lambda f: f.__name__,
 )
 def test_bad_add_is_one_line_and_exit_2(quick_registry, tmp_path, capsys, make):
     argv, message = make(tmp_path)
@@ -307,3 +363,28 @@ def test_help_states_the_add_exit_status(capsys):
         "with --add, a claim whose verdict changes" in text
         and "Exit 1 when a verdict changes" in text
     )
+
+
+@pytest.fixture()
+def synthetic_only(tmp_path):
+    """A set of MyFM trained on the synthetic fixture only (`run --data-root fixtures/synthetic`):
+    its test sets are synthetic:*, so it has nothing to show beside Table 3's rows."""
+    rows = [{**r, "dataset": f"synthetic:{r['dataset']}"} for r in user_rows(0.03)]
+    manifest = {"name": "synth", "tier": "smoke", "data": "synthetic",
+                "configs": declared("linear_probe", "lora")}  # fmt: skip
+    return cl.Context(load_results_set(write_results_set(tmp_path / "s", rows, manifest=manifest)))
+
+
+@pytest.mark.parametrize("view", ["forest plot", "Table 3 view", "comparisons"])
+def test_a_model_only_on_synthetic_test_sets_is_no_row_beside_table3(
+    synthetic_only, monkeypatch, tmp_path, view
+):
+    ctx = synthetic_only
+    results = _judged(ctx)
+    if view == "forest plot":  # no empty panels titled with the public test sets
+        assert report.forest_plot(results, ctx, tmp_path / "f.png") is None
+    elif view == "Table 3 view":  # no row of dashes
+        assert f"| {USER} (LoRA) |" not in report.to_markdown(results, ctx, [])
+    else:  # "e.g." names a configuration the set lacks, not MyFM (which it holds, on synthetic:*)
+        best = next(r for r in results if r.claim.id == "abstract.max.amibr")
+        assert best.status == st.NOT_RUN and USER not in best.verdict.reason, best.verdict.reason

@@ -10,7 +10,7 @@ import numpy as np
 
 from harness import registry
 from harness.claimkinds.base import Context, Inconclusive, NotRun
-from harness.results import ResultsSet, canonical_model
+from harness.results import TEST_SETS, ResultsSet, canonical_model
 
 # Display names and the 17 rows of Table 3 ("model|method", in the paper's order) come from the
 # model registry (harness.registry), where each model carries its Table 3 row and methods.
@@ -94,12 +94,17 @@ def models_with(ctx: Context, models, *methods: str) -> list[str]:
 
 
 def extra_configs(ctx: Context | None) -> list[str]:
-    """The results set's configurations ("model|method") that are not rows of Table 3."""
+    """The results set's configurations ("model|method") that are not rows of Table 3 and have
+    rows on at least one of its test sets (a model trained only on the synthetic fixture has
+    none: it is no row of the Table 3 view, forest plot or comparisons)."""
     if ctx is None or ctx.results is None:
         return []
-    known = set(TABLE3_CONFIGS)
-    keys = (f"{model}|{method}" for model, method in ctx.results.configurations)
-    return [k for k in keys if k not in known]
+    known, rs = set(TABLE3_CONFIGS), ctx.results
+    return [
+        f"{model}|{method}"
+        for model, method in rs.configurations
+        if f"{model}|{method}" not in known and any(rs.has(model, method, d) for d in TEST_SETS)
+    ]
 
 
 def results_of(ctx: Context) -> ResultsSet:

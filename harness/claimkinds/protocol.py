@@ -75,6 +75,17 @@ def protocol_setting(claim: Claim, p: ProtocolSetting, ctx: Context) -> Verdict:
         for k, v in (rs.manifest.get("configs") or {}).items()
         if k.partition("|")[2] in methods and isinstance(v, dict) and v.get("settings")
     }
+    # a set merged from several (`claims --add`) has no single tier: each entry records its own
+    tiers = {k: (v["settings"].get("tier"), v["settings"].get("data")) for k, v in entries.items()}
+    trial = {k: t for k, t in tiers.items() if t[0] == "smoke" or t[1] == "synthetic"}
+    entries = {k: v for k, v in entries.items() if k not in trial}
+    if trial and not entries:
+        tier, data_kind = next(iter(trial.values()))
+        raise NotRun(
+            f"a statement about the paper's protocol; the run settings of results set "
+            f"'{rs.name}' are those of a {tier or 'unknown'}-tier run on {data_kind or 'unknown'} "
+            f"data ({', '.join(trial)}); judged on runs of the full protocol (`nox -s full_gpu`)"
+        )
     if not entries:
         raise NotRun(
             f"needs a run manifest: results set '{rs.name}' records no run settings for "
