@@ -41,6 +41,7 @@ from harness.results import TEST_SETS, load_results_set
 PAPER_VERSION = "MELBA 2026:006 (arXiv 2506.21444v3)"
 NON_CLAIM_FILES = ("deviations.yaml",)
 REQUIRED = ("id", "statement", "source", "section", "kind", "needs", "tolerance")
+TEXT_FIELDS = ("id", "statement", "source", "section")  # text as written, never a list or a number
 # Claim kinds that read the data tree (needs: data); judged only on a public, not synthetic, tree.
 DATA_KINDS = tuple(name for name, kind in KINDS.items() if kind.needs == "data")
 # The evaluator of each kind: fn(claim, params, ctx) -> Verdict (harness.claimkinds).
@@ -61,6 +62,11 @@ def _claim_from(raw: Any, file: Path, index: int) -> Claim:
         missing.append("expected")
     if missing:
         raise RegistryError(f"{where}: missing field(s) {', '.join(missing)}")
+    not_text = [k for k in (*TEXT_FIELDS, "known_contradiction") if k in raw
+                and raw[k] is not None and not isinstance(raw[k], str)]  # fmt: skip
+    if not_text:
+        got = ", ".join(f"{k} is {type(raw[k]).__name__} {raw[k]!r:.40}" for k in not_text)
+        raise RegistryError(f"{where}: field(s) must be text: {got}")
     if raw["needs"] not in NEEDS:
         raise RegistryError(f"{where}: needs {raw['needs']!r} is not one of {', '.join(NEEDS)}")
     kind = get_kind(raw["kind"], where)
@@ -89,6 +95,64 @@ def _claim_from(raw: Any, file: Path, index: int) -> Claim:
     return kind.validate(claim, where)
 
 
+def _where(mark) -> str:
+    return f"line {mark.line + 1}, column {mark.column + 1}" if mark else "somewhere"
+
+
+def _duplicate_key(node: yaml.Node, claim: str = "", seen_nodes: set | None = None) -> str | None:
+    """The first mapping key written twice under `node` (YAML keeps the last one silently), as
+    "claim 'x', line 12: key 'model' written twice (first at line 9)"; None when there is none.
+    A mapping with an `id` names the claim for everything below it. `seen_nodes`: the nodes
+    already walked (an alias may point back up the tree)."""
+    seen_nodes = set() if seen_nodes is None else seen_nodes
+    if id(node) in seen_nodes:
+        return None
+    seen_nodes.add(id(node))
+    if isinstance(node, yaml.MappingNode):
+        ids = [v for k, v in node.value if isinstance(k, yaml.ScalarNode) and k.value == "id"]
+        if ids and isinstance(ids[0], yaml.ScalarNode):
+            claim = f"claim {ids[0].value!r}, "
+        seen: dict[str, yaml.Node] = {}
+        for key, _ in node.value:
+            if isinstance(key, yaml.ScalarNode) and key.value in seen:
+                first = seen[key.value].start_mark.line + 1
+                return (f"{claim}line {key.start_mark.line + 1}: key {key.value!r} written "
+                        f"twice (first at line {first})")  # fmt: skip
+            if isinstance(key, yaml.ScalarNode):
+                seen[key.value] = key
+        children = [v for _, v in node.value]
+    elif isinstance(node, yaml.SequenceNode):
+        children = node.value
+    else:
+        return None
+    found = (_duplicate_key(c, claim, seen_nodes) for c in children)
+    return next((d for d in found if d), None)
+
+
+def read_yaml(file: Path) -> Any:
+    """One registry file, parsed; RegistryError on one line naming the file and where it is
+    wrong: unreadable, not UTF-8, not YAML, or a mapping key written twice."""
+    try:
+        loader = yaml.SafeLoader(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RegistryError(f"{file}: cannot be read as UTF-8 text ({exc})") from exc
+    try:
+        node = loader.get_single_node()
+        duplicate = _duplicate_key(node) if node is not None else None
+        if duplicate:
+            raise RegistryError(f"{file}: {duplicate}")
+        return loader.construct_document(node) if node is not None else None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        raise RegistryError(
+            f"{file}: not valid YAML at {_where(mark)}: {exc.problem or exc.context}"
+        ) from exc
+    except yaml.YAMLError as exc:
+        raise RegistryError(f"{file}: not valid YAML ({' '.join(str(exc).split())})") from exc
+    finally:
+        loader.dispose()
+
+
 def claim_files(directory: Path | None = None) -> list[Path]:
     directory = Path(directory or paths.EXPECTED_RESULTS)
     return sorted(p for p in directory.glob("*.yaml") if p.name not in NON_CLAIM_FILES)
@@ -99,10 +163,7 @@ def load_claims(directory: Path | None = None) -> list[Claim]:
     claims: list[Claim] = []
     seen: dict[str, str] = {}
     for file in claim_files(directory):
-        try:
-            doc = yaml.safe_load(file.read_text(encoding="utf-8"))
-        except yaml.YAMLError as exc:
-            raise RegistryError(f"{file}: not valid YAML ({exc})") from exc
+        doc = read_yaml(file)
         if not isinstance(doc, dict) or not isinstance(doc.get("claims"), list):
             raise RegistryError(f"{file}: needs a top-level 'claims:' list")
         if doc.get("paper") != PAPER_VERSION:
@@ -125,11 +186,13 @@ def load_deviations(directory: Path | None = None) -> list[dict]:
     file = Path(directory or paths.EXPECTED_RESULTS) / "deviations.yaml"
     if not file.is_file():
         return []
-    doc = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
-    items = doc.get("deviations")
+    doc = read_yaml(file)
+    items = doc.get("deviations") if isinstance(doc, dict) else None
     if not isinstance(items, list):
         raise RegistryError(f"{file}: needs a top-level 'deviations:' list")
     for i, item in enumerate(items, start=1):
+        if not isinstance(item, dict):
+            raise RegistryError(f"{file}: deviation #{i} is not a mapping")
         lacking = [k for k in ("id", "topic", "paper", "code") if not item.get(k)]
         if lacking:
             raise RegistryError(f"{file}: deviation #{i} lacks {', '.join(lacking)}")

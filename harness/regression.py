@@ -21,7 +21,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -194,7 +194,11 @@ def update_baseline(new: Path, baseline: Path, why: str) -> Path:
     manifest = {k: v for k, v in rs.manifest.items() if k not in ("files", "stale")}
     manifest["name"] = "baseline-smoke-synthetic"
     manifest["baseline_reason"] = why.strip()
-    write_results_set(baseline, rs.rows, predictions=rs.predictions, manifest=manifest)
+    # the set's fast runs travel with it; none: an older baseline's fast_fold_metrics.csv goes
+    fast = [{**asdict(r), "variant": v} for v, rows in rs.fast.items() for r in rows]
+    write_results_set(
+        baseline, rs.rows, predictions=rs.predictions, manifest=manifest, fast_rows=fast
+    )
     history = baseline / HISTORY
     old = history.read_text(encoding="utf-8") if history.is_file() else "# Baseline history\n"
     stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")

@@ -20,10 +20,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from harness import __version__, paths, registry
 from harness import stats as st
@@ -585,14 +585,24 @@ class _Strict(BaseModel):
     model_config = ConfigDict(strict=True, extra="allow")
 
 
+class Settings(_Strict):
+    """configs[...].settings: the fields the report reads back (harness.precision), typed; the
+    others (RunConfig.describe's) are kept as they are."""
+
+    preset: str | None = None
+    precision: dict[str, Any] | None = None  # RunConfig.speed().describe()
+    fold_seconds: list[Annotated[float, Field(ge=0, allow_inf_nan=False)] | None] = []
+
+
 class ConfigEntry(_Strict):
     """manifest.json configs['<model>|<method>']: what happened to one configuration."""
 
     status: str | None = None
     reason: str | None = None
     hash: str | None = None
-    settings: dict[str, Any] = {}
+    settings: Settings = Settings()
     folds: list[int] = []
+    variant: str | None = None  # fast_configs: the fast run's '<preset>/<precision>'
 
 
 class Manifest(_Strict):

@@ -232,3 +232,83 @@ def test_a_field_spelt_as_a_python_keyword_is_suggested_as_written(tmp_path):
     )
     raw["params"]["frm"] = raw["params"].pop("from")
     refused(tmp_path, raw, "params.frm: unknown field (did you mean 'from'?)")
+
+
+@pytest.mark.parametrize(
+    "part, change, fragment",
+    [
+        ("tolerance", {"s_ref": float("nan")}, "tolerance.s_ref: Input should be a finite number"),
+        ("tolerance", {"s_ref": float("inf")}, "tolerance.s_ref: Input should be a finite number"),
+        ("tolerance", {"s_ref": "-inf"}, "tolerance.s_ref: Input should be a finite number"),
+        ("tolerance", {"n_ref": True}, "tolerance.n_ref: a yes/no is not a number"),
+        ("tolerance", {"min_folds": False}, "tolerance.min_folds: a yes/no is not a number"),
+        ("tolerance", {"k": None}, "tolerance.k: Input should be a valid number"),
+        ("tolerance", {"s_ref": -0.1}, "tolerance.s_ref: Input should be greater than or equal to 0"),
+        ("expected", float("nan"), "expected: must be a finite number"),
+        ("expected", "inf", "expected: must be a finite number"),
+        ("expected", True, "expected: Input should be a valid number"),
+        ("expected", [0.7, 0.8], "expected: Input should be a valid number"),
+        ("expected", {"mean": 0.7}, "expected: Input should be a valid number"),
+        ("id", ["t.a"], "id is list"),
+        ("id", 12, "id is int"),
+        ("statement", ["a", "b"], "statement is list"),
+        ("section", {"a": 1}, "section is dict"),
+        ("known_contradiction", ["why"], "known_contradiction is list"),
+    ],
+)  # fmt: skip
+def test_a_value_of_the_wrong_type_is_refused_naming_the_field(tmp_path, part, change, fragment):
+    """Tolerances and expected values are finite numbers, never a yes/no read as 1 or 0; the text
+    fields are text (a list or a number was silently turned into its repr)."""
+    raw = copy.deepcopy(RAW["table_cell"][1])
+    if part == "tolerance":
+        raw["tolerance"] = {**raw["tolerance"], **change}
+    else:
+        raw[part] = change
+    with pytest.raises(cl.RegistryError) as info:
+        load_one(tmp_path, raw)
+    message = str(info.value)
+    assert message.startswith(f"x.yaml, claim {raw['id']!r}: "), message
+    assert fragment in message and "\n" not in message, message
+
+
+TABLE_CELL = yaml.safe_dump(
+    {"paper": cl.PAPER_VERSION, "claims": [RAW["table_cell"][1]]}, sort_keys=False
+)
+CLAIM_ID = RAW["table_cell"][1]["id"]
+
+
+@pytest.mark.parametrize(
+    "text, fragment",
+    [
+        (TABLE_CELL.replace("  kind: table_cell\n", "  kind: table_cell\n  kind: maximum\n"),
+         f"claim {CLAIM_ID!r}, line"),
+        (TABLE_CELL.replace("    stat: mean\n", "    stat: mean\n    stat: std\n"),
+         "key 'stat' written twice"),
+        (TABLE_CELL + f"paper: {cl.PAPER_VERSION}\n", "key 'paper' written twice (first at line 1)"),
+        (TABLE_CELL.replace("claims:\n", "claims:\n\t"), "not valid YAML at line 3"),
+        (TABLE_CELL.replace("  kind: table_cell\n", "  kind: [table_cell\n"), "not valid YAML at line"),
+        (TABLE_CELL + "- &a [*a]\n", "claim #2 is not a mapping"),
+        ("- a list\n", "needs a top-level 'claims:' list"),
+        (b"\xff\xfe not utf-8", "cannot be read as UTF-8 text"),
+    ],
+)  # fmt: skip
+def test_a_broken_registry_file_is_one_line_naming_the_file(tmp_path, text, fragment):
+    """Duplicate keys (YAML keeps the last silently), bad YAML, bytes that are not UTF-8, an
+    alias that points back to itself: one RegistryError line naming the file and the place."""
+    file = tmp_path / "x.yaml"
+    file.write_bytes(text if isinstance(text, bytes) else text.encode("utf-8"))
+    with pytest.raises(cl.RegistryError) as info:
+        cl.load_claims(tmp_path)
+    message = str(info.value)
+    assert "x.yaml" in message and fragment in message and "\n" not in message, message
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["deviations: [1, 2]\n", "- just a list\n", "deviations: [\n", "a: 1\na: 2\n"],
+)
+def test_a_broken_deviation_ledger_is_one_line(tmp_path, text):
+    (tmp_path / "deviations.yaml").write_text(text, encoding="utf-8")
+    with pytest.raises(cl.RegistryError) as info:
+        cl.load_deviations(tmp_path)
+    assert "deviations.yaml" in str(info.value) and "\n" not in str(info.value)

@@ -9,8 +9,14 @@ import json
 import pytest
 
 from harness import claims as cl
-from harness import precision, report
-from harness.results import FAST_FILE, PAPER_SET, load_results_set, write_results_set
+from harness import precision, regression, report
+from harness.results import (
+    FAST_FILE,
+    PAPER_SET,
+    ResultsError,
+    load_results_set,
+    write_results_set,
+)
 
 CONFIG = ("EfficientNetV2", "end_to_end")
 KEY = "|".join(CONFIG)
@@ -114,3 +120,60 @@ def test_a_set_without_fast_runs_has_no_section(tmp_path, claims):
     text = reports(ctx, results)
     assert all("aithful vs fast" not in t for t in text.values())
     assert json.loads(report.to_json(results, ctx))["faithful_vs_fast"] == {"available": False}
+
+
+def paper_rows():
+    return load_results_set("paper").rows
+
+
+def _entry(manifest: dict, where: str) -> dict:
+    return manifest["configs"][KEY] if where == "configs" else manifest["fast_configs"][KEY][0]
+
+
+@pytest.mark.parametrize("where", ["configs", "fast_configs"])
+@pytest.mark.parametrize(
+    "field, value, problem",
+    [
+        ("fold_seconds", "100", "settings.fold_seconds: input should be a valid list"),
+        ("fold_seconds", 100, "settings.fold_seconds: input should be a valid list"),
+        ("fold_seconds", ["x", 1, 1, 1, 1], "settings.fold_seconds[0]: input should be a valid number"),
+        ("fold_seconds", [-1, 1, 1, 1, 1], "settings.fold_seconds[0]: input should be greater than"),
+        ("precision", "bf16", "settings.precision: input should be a valid dictionary"),
+        ("preset", 5, "settings.preset: input should be a valid string"),
+        ("variant", 3, "variant: input should be a valid string"),
+    ],
+)  # fmt: skip
+def test_a_mistyped_manifest_field_the_comparison_reads_is_refused_on_load(
+    tmp_path, where, field, value, problem
+):
+    """The faithful-vs-fast section reads settings.precision, settings.fold_seconds and the fast
+    entries' variant: a wrong type there was a traceback in the report; now the set is refused
+    when it loads, naming manifest.json and the field."""
+    folder = tmp_path / "set"
+    carrying(folder, -0.1)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest.pop("files")
+    entry = _entry(manifest, where)
+    (entry if field == "variant" else entry.setdefault("settings", {}))[field] = value
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ResultsError) as info:
+        load_results_set(folder)
+    assert f"{folder / 'manifest.json'}: 1 problem(s)" in str(info.value)
+    assert f"field {where}['{KEY}']" in str(info.value) and problem in str(info.value)
+
+
+@pytest.mark.parametrize("old_fast, new_fast", [(False, True), (True, False), (True, True)])
+def test_update_baseline_keeps_the_new_sets_fast_runs_and_no_stale_ones(
+    tmp_path, old_fast, new_fast
+):
+    """`regression --update-baseline` from a set carrying fast runs keeps them (they were dropped
+    while manifest.json still listed them); a baseline whose older fast file the new set lacks
+    loses it (it was kept and digested as part of the new baseline)."""
+    baseline, new = tmp_path / "baseline", tmp_path / "new"
+    carrying(baseline, -0.2) if old_fast else write_results_set(baseline, paper_rows())
+    carrying(new, 0.01) if new_fast else write_results_set(new, paper_rows())
+    regression.update_baseline(new, baseline, "test")
+    updated, source = load_results_set(baseline), load_results_set(new)
+    assert (baseline / FAST_FILE).is_file() == new_fast
+    assert updated.fast == source.fast
+    assert updated.manifest.get("fast_configs", {}) == source.manifest.get("fast_configs", {})

@@ -13,13 +13,22 @@ pattern of lm-evaluation-harness's task registry and `TaskConfig`).
 from __future__ import annotations
 
 import difflib
+import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+)
 
 from harness import paths, registry
 from harness import stats as st
@@ -223,7 +232,15 @@ class NoParams(KindParams):
 
 # ------------------------------------------------------------------------------- tolerances
 class _Tolerance(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # finite numbers only; a number written as text ('0.01') reads as a number, a yes/no does not
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _not_yes_no(cls, value: Any) -> Any:
+        if isinstance(value, bool):
+            raise ValueError("a yes/no is not a number")
+        return value
 
     # the number of folds a configuration needs before it is judged (fewer: inconclusive)
     min_folds: int = Field(5, ge=1)
@@ -349,7 +366,7 @@ class Kind:
         else:
             model = self.tolerances[self.rules.index(rule)]
             tol = _parse(model, claim.tolerance, "tolerance", problems)
-        _parse(TypeAdapter(self.expected), claim.expected, "expected", problems)
+        _parse(TypeAdapter(self.expected), claim.expected, "expected", problems, strict=True)
         if args is not None and tol is not None:
             clash = args.check_tolerance(tol)
             if clash:
@@ -398,10 +415,38 @@ def get_kind(name: str, where: str = "") -> Kind:
         ) from None
 
 
-def _parse(model, value: Any, what: str, problems: list[str]):
-    """Validate `value` with a pydantic model or TypeAdapter; append one line per error."""
+def _walk(value: Any):
+    """A YAML value and everything inside it (lists, mappings)."""
+    yield value
+    items = (
+        value.values()
+        if isinstance(value, dict)
+        else value
+        if isinstance(value, list | tuple)
+        else ()
+    )
+    for item in items:
+        yield from _walk(item)
+
+
+def _parse(model, value: Any, what: str, problems: list[str], strict: bool = False):
+    """Validate `value` with a pydantic model or TypeAdapter; append one line per error.
+
+    strict (for `expected`): finite numbers only, and a yes/no is never read as a number (the
+    value is validated strictly, as JSON so that a YAML list may be a tuple); a number written
+    as text ('0.81') still reads as a number."""
     adapter = model if isinstance(model, TypeAdapter) else None
     try:
+        if adapter is not None and strict:
+            if any(isinstance(x, bool) for x in _walk(value)):
+                parsed = adapter.validate_json(json.dumps(value), strict=True)
+            else:
+                parsed = adapter.validate_python(value)
+            bad = [x for x in _walk(parsed) if isinstance(x, float) and not math.isfinite(x)]
+            if bad:
+                problems.append(f"{what}: must be a finite number (got {value!r:.60})")
+                return None
+            return parsed
         if adapter is not None:
             return adapter.validate_python(value)
         return model.model_validate(value if value is not None else {})
