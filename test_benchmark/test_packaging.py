@@ -37,7 +37,7 @@ def wheel(tmp_path_factory) -> Path:
     return whl
 
 
-def test_wheel_contains_the_claim_registry_and_py_typed(wheel) -> None:
+def test_wheel_contains_every_module_the_claim_registry_and_py_typed(wheel) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     expected = {
         f"harness/expected_results/{p.relative_to(paths.EXPECTED_RESULTS).as_posix()}"
@@ -47,6 +47,12 @@ def test_wheel_contains_the_claim_registry_and_py_typed(wheel) -> None:
     assert "harness/expected_results/paper/fold_metrics.csv" in expected
     assert expected <= names, sorted(expected - names)
     assert "harness/py.typed" in names
+    modules = {
+        p.relative_to(paths.REPO_ROOT).as_posix()
+        for p in (paths.REPO_ROOT / "harness").rglob("*.py")
+        if "__pycache__" not in p.parts
+    }
+    assert modules <= names, f"modules missing from the wheel: {sorted(modules - names)}"
 
 
 def test_installed_package_loads_the_paper_set_and_writes_to_cwd(wheel, tmp_path) -> None:
