@@ -1,7 +1,8 @@
 """Where things live: data root, weights, caches, outputs. Flags win over environment variables.
 
 Outputs (runs/, reports/, .cache/) go under the current working directory, never into the
-installed package; the claim registry (expected_results/) is package data of `harness`."""
+installed package; the claim registry (expected_results/) and the synthetic fixture
+(fixtures/synthetic) are package data of `harness`."""
 
 from __future__ import annotations
 
@@ -12,15 +13,15 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent  # the source checkout (not in an install)
 
 
-def _expected_results() -> Path:
-    """The checkout's expected_results/, else the copy a wheel installs as harness/expected_results."""
-    checkout = REPO_ROOT / "expected_results"
-    return checkout if checkout.is_dir() else Path(__file__).resolve().parent / "expected_results"
+def _shipped(name: str) -> Path:
+    """The checkout's top-level folder `name`, else the copy a wheel installs as harness/<name>."""
+    checkout = REPO_ROOT / name
+    return checkout if checkout.is_dir() else Path(__file__).resolve().parent / name
 
 
-EXPECTED_RESULTS = _expected_results()
-FIXTURES = REPO_ROOT / "fixtures"
-SYNTHETIC_FIXTURE = FIXTURES / "synthetic"
+EXPECTED_RESULTS = _shipped("expected_results")  # the claim registry and the `paper` set
+FIXTURES = _shipped("fixtures")
+SYNTHETIC_FIXTURE = FIXTURES / "synthetic"  # the smoke tier's synthetic tree
 
 DATA_ENV = "AMIBR_DATA_ROOT"
 WEIGHTS_ENV = "AMIBR_WEIGHTS"

@@ -112,7 +112,7 @@ def changes_text(doc: dict, fmt: str = "text") -> str:
     """`what_changes`'s result as terminal text (each group at most LISTED rows), md (every row)
     or json."""
     if fmt == "json":
-        return json.dumps(report._jsonable(doc), indent=2, ensure_ascii=False) + "\n"
+        return json.dumps(report.jsonable(doc), indent=2, ensure_ascii=False) + "\n"
     md = fmt == "md"
     h1, h2, item = ("# ", "## ", "- ") if md else ("", "", "  ")
     base = f"{doc['base']['name']} ({doc['base']['path'] or 'in memory'})"
@@ -210,18 +210,16 @@ def cli_add(args, ctx: Context, claims: list[Claim]) -> int:
     doc = what_changes(claims, ctx, merged_ctx)
     text = changes_text(doc, fmt)
     if out and out != "-":
-        with report._writing_to(out):
+        with report.writing_to(out):
             paths.atomic_write(out, text)
         print(f"what changes written to {out}")
     else:
         sys.stdout.write(text)
     out_dir = getattr(args, "out_dir", None)
     if out_dir:
-        written = report._writing(
-            Path(out_dir),
-            lambda: report.write_reports(
+        with report.writing_to(out_dir):
+            written = report.write_reports(
                 evaluate_all(claims, merged_ctx), merged_ctx, Path(out_dir)
-            ),
-        )
+            )
         print("claim report of the merged set:", *(f"  {p}" for p in written), sep="\n")
     return 1 if changes_verdicts(doc) else 0

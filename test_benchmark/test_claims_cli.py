@@ -23,7 +23,7 @@ from harness.results import PAPER_SET, write_results_set
 def quick_registry(monkeypatch):
     """The registry without the architecture claims (the exit code does not depend on them)."""
     claims = [c for c in cl.load_claims() if c.needs != "architecture"]
-    monkeypatch.setattr(report, "load_claims", lambda: claims)
+    monkeypatch.setattr(report.command, "load_claims", lambda: claims)
     return claims
 
 
@@ -106,7 +106,7 @@ def test_regression_header_names_both_sets_by_name_and_path(quick_registry, tmp_
 def bad_registry(tmp_path, monkeypatch):
     (tmp_path / "reg").mkdir()
     (tmp_path / "reg" / "x.yaml").write_text(f"paper: {cl.PAPER_VERSION}\nclaims: [{{id: a}}]\n")
-    monkeypatch.setattr(report, "load_claims", lambda: cl.load_claims(tmp_path / "reg"))
+    monkeypatch.setattr(report.command, "load_claims", lambda: cl.load_claims(tmp_path / "reg"))
     return ["--results", "paper"], "x.yaml, claim 'a': missing field(s)"
 
 

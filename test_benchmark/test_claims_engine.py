@@ -432,7 +432,10 @@ def test_regression_check_names_exactly_what_got_worse(tmp_path, result_claims, 
          "--out", str(out)]
     )  # fmt: skip
     assert code == 1
-    changes = json.loads(out.read_text())
+    doc = json.loads(out.read_text())
+    assert doc["new"].startswith(f"lowered ({lowered}") and doc["old"].startswith("paper (")
+    changes = doc["rows"]
+    assert doc["summary"]["regressed"] == 5 == sum(c["change"] == "regressed" for c in changes)
     regressed = {c["id"] for c in changes if c["change"] == "regressed"}
     assert regressed == {
         "table3.virchow2.lora.amibr.bacc.mean",

@@ -1,5 +1,6 @@
-"""The wheel carries the claim registry and py.typed; installed (not editable), the package finds
-its expected_results and writes its outputs under the current directory."""
+"""The wheel carries every module, the claim registry, the synthetic fixture and py.typed;
+installed (not editable), the package finds its expected_results and its fixture and writes its
+outputs under the current directory."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+import sysconfig
 import zipfile
 from pathlib import Path
 
@@ -15,7 +17,7 @@ import pytest
 
 from harness import paths
 
-SOURCES = ("pyproject.toml", "README.md", "harness", "expected_results")
+SOURCES = ("pyproject.toml", "README.md", "harness", "expected_results", "fixtures")
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +39,7 @@ def wheel(tmp_path_factory) -> Path:
     return whl
 
 
-def test_wheel_contains_the_claim_registry_and_py_typed(wheel) -> None:
+def test_wheel_contains_every_module_the_claim_registry_and_py_typed(wheel) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     expected = {
         f"harness/expected_results/{p.relative_to(paths.EXPECTED_RESULTS).as_posix()}"
@@ -47,6 +49,18 @@ def test_wheel_contains_the_claim_registry_and_py_typed(wheel) -> None:
     assert "harness/expected_results/paper/fold_metrics.csv" in expected
     assert expected <= names, sorted(expected - names)
     assert "harness/py.typed" in names
+    fixture = {
+        f"harness/{p.relative_to(paths.REPO_ROOT).as_posix()}"
+        for p in paths.SYNTHETIC_FIXTURE.rglob("*")
+        if p.is_file()
+    }
+    assert len(fixture) > 300 and fixture <= names, sorted(fixture - names)[:5]
+    modules = {
+        p.relative_to(paths.REPO_ROOT).as_posix()
+        for p in (paths.REPO_ROOT / "harness").rglob("*.py")
+        if "__pycache__" not in p.parts
+    }
+    assert modules <= names, f"modules missing from the wheel: {sorted(modules - names)}"
 
 
 def test_installed_package_loads_the_paper_set_and_writes_to_cwd(wheel, tmp_path) -> None:
@@ -63,12 +77,19 @@ def test_installed_package_loads_the_paper_set_and_writes_to_cwd(wheel, tmp_path
         "print(p.cache_dir())"
     )
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", paths.CACHE_ENV)}
-    env["PYTHONPATH"] = str(site)
+    # -S: no .pth files, so an editable install of the checkout cannot answer for a module the
+    # wheel lacks; the dependencies come from this environment's site-packages, after the wheel.
+    env["PYTHONPATH"] = os.pathsep.join([str(site), sysconfig.get_paths()["purelib"]])
+    probe += ";import harness.claimkinds as k, harness.report as rp; print(k.__file__, rp.__file__)"
+    probe += ";print(p.SYNTHETIC_FIXTURE, len(list(p.SYNTHETIC_FIXTURE.rglob('*.png'))))"
     done = subprocess.run(
-        [sys.executable, "-c", probe], cwd=work, env=env, capture_output=True, text=True
+        [sys.executable, "-S", "-c", probe], cwd=work, env=env, capture_output=True, text=True
     )
     assert done.returncode == 0, done.stderr
-    module, expected, counts, cache = done.stdout.split("\n")[:4]
+    module, expected, counts, cache, subpackages, fixture = done.stdout.split("\n")[:6]
+    where, pngs = fixture.rsplit(" ", 1)
+    assert Path(where) == site / "harness/fixtures/synthetic" and int(pngs) > 300
+    assert all(Path(f).is_relative_to(site) for f in subpackages.split()), subpackages
     assert Path(module).is_relative_to(site) and Path(expected) == site / "harness/expected_results"
     configs, claims = map(int, counts.split())
     assert configs == 17 and claims > 300

@@ -16,6 +16,7 @@ import pytest
 from matplotlib.figure import Figure
 from PIL import Image
 
+import harness
 from harness import analysis, cli, experts, paths, report, report_screenshot, smoke
 from harness import claims as cl
 from harness import stats as st
@@ -101,7 +102,7 @@ def record_figures(monkeypatch) -> list:
 @pytest.fixture(scope="module")
 def tiny_written(tiny, tmp_path_factory):
     """The tiny set's md, html and json reports: (suffix -> text, folder, name -> (figure,
-    dpi) of the figures drawn, in the order `report._figures` draws them)."""
+    dpi) of the figures drawn, in the order `report.draw_figures` draws them)."""
     results, ctx = tiny
     folder = tmp_path_factory.mktemp("report")
     with pytest.MonkeyPatch.context() as mp:
@@ -208,7 +209,7 @@ def test_json_header_around_the_claims(tiny, paper):
         "known_contradictions_confirmed": sum(r.confirmed_contradiction for r in results),
         "unexpected": sum(r.unexpected for r in results),
     }
-    assert doc["harness_version"] == report.__version__
+    assert doc["harness_version"] == harness.__version__
     assert datetime.fromisoformat(doc["generated"]).tzinfo is not None
     assert [c["id"] for c in doc["claims"]] == [r.claim.id for r in results]
     assert doc["notes"] == []  # the self-reference note is the paper set's only
@@ -222,8 +223,8 @@ def test_json_header_around_the_claims(tiny, paper):
 @pytest.fixture()
 def quick_cli(monkeypatch, tmp_path):
     """`amibr-bench claims` on the fast claims, run in an empty current directory."""
-    monkeypatch.setattr(report, "load_claims", few_claims)
-    monkeypatch.setattr(report, "_figures", lambda *args: {})  # figures: tested above
+    monkeypatch.setattr(report.command, "load_claims", few_claims)
+    monkeypatch.setattr(report.writing, "draw_figures", lambda *args: {})  # figures: tested above
     monkeypatch.chdir(tmp_path)
 
     def run(capsys, *argv):
@@ -491,7 +492,7 @@ def test_smoke_report_holds_the_real_subset_analyses(monkeypatch, tmp_path, caps
     from rich.console import Console
 
     monkeypatch.setattr(smoke, "load_claims", few_claims)
-    monkeypatch.setattr(report, "_figures", lambda *args: {})
+    monkeypatch.setattr(report.writing, "draw_figures", lambda *args: {})
     synth = prediction_set(tmp_path, name="synthetic")
     prediction_set(tmp_path, name="real", data="real")
     out = tmp_path / "report"

@@ -31,7 +31,7 @@ METRICS = ("balanced_accuracy", "auroc")
 def quick_registry(monkeypatch):
     """The registry without the architecture claims (they read no results set)."""
     claims = [c for c in cl.load_claims() if c.needs != "architecture"]
-    monkeypatch.setattr(report, "load_claims", lambda: claims)
+    monkeypatch.setattr(report.command, "load_claims", lambda: claims)
     return claims
 
 
@@ -308,13 +308,13 @@ def test_table3_view_shows_the_user_model(request, which):
 
 def _capture(monkeypatch) -> list:
     figures = []
-    save = report._save
+    save = report.figures._save
 
     def keep(fig, title, path):
         figures.append(fig)
         return save(fig, title, path)
 
-    monkeypatch.setattr(report, "_save", keep)
+    monkeypatch.setattr(report.figures, "_save", keep)
     return figures
 
 
