@@ -266,8 +266,8 @@ def _raise(source: str, problems: list[str]) -> None:
     if not problems:
         return
     shown = problems[:MAX_LISTED]
-    more = f"\n  ... and {len(problems) - MAX_LISTED} more" if len(problems) > MAX_LISTED else ""
-    raise ResultsError(f"{source}: {len(problems)} problem(s):\n  " + "\n  ".join(shown) + more)
+    more = f"; ... and {len(problems) - MAX_LISTED} more" if len(problems) > MAX_LISTED else ""
+    raise ResultsError(f"{source}: {len(problems)} problem(s): " + "; ".join(shown) + more)
 
 
 def validate_fold_rows(

@@ -177,12 +177,6 @@ def _observed(value) -> str:
     return "no value" if value is None else str(value)
 
 
-def _one_line(exc: Exception) -> str:
-    """An error message on one line: its first line, then any listed problems after it."""
-    first, *rest = str(exc).splitlines() or [""]
-    return " ".join([first, "; ".join(line.strip() for line in rest)]).strip()
-
-
 def load_added(specs: list[str]) -> list[ResultsSet]:
     """The results sets of --add; ResultsError on one line, naming --add and the file."""
     added = []
@@ -190,8 +184,23 @@ def load_added(specs: list[str]) -> list[ResultsSet]:
         try:
             added.append(load_results_set(spec))
         except ResultsError as exc:
-            raise ResultsError(f"--add {spec}: {_one_line(exc)}") from exc
+            raise ResultsError(f"--add {spec}: {exc}") from exc
     return added
+
+
+def _refuse_repeats(base: ResultsSet, added: list[ResultsSet]) -> None:
+    """A set added onto itself, or added twice, adds nothing: bad input, named (ResultsError)."""
+    seen = {base.path.resolve(): "--results"} if base.path else {}
+    for rs in added:
+        where = rs.path.resolve() if rs.path else None
+        if where is not None and where in seen:
+            raise ResultsError(
+                f"--add {rs.path}: the same results set as {seen[where]}; it adds nothing "
+                "(give --add a set of your own runs)"
+            )
+        if where is not None:
+            seen[where] = "an earlier --add"
+    return None
 
 
 def cli_add(args, ctx: Context, claims: list[Claim]) -> int:
@@ -205,7 +214,9 @@ def cli_add(args, ctx: Context, claims: list[Claim]) -> int:
         raise ResultsError(f"--add writes {', '.join(FORMATS)}, not {fmt}")
     if ctx.results is None:
         raise ResultsError("--add needs a base results set (--results)")
-    merged = merge_results_sets(ctx.results, *load_added(args.add))  # one-line ResultsErrors
+    added = load_added(args.add)  # one-line ResultsErrors
+    _refuse_repeats(ctx.results, added)
+    merged = merge_results_sets(ctx.results, *added)
     merged_ctx = replace(ctx, results=merged, cache=dict(ctx.cache))
     doc = what_changes(claims, ctx, merged_ctx)
     text = changes_text(doc, fmt)

@@ -316,3 +316,41 @@ def test_a_file_where_an_environment_folder_belongs(sandbox, monkeypatch, capsys
     culprit = "is a file" if where == "a-file" else f"{sandbox / 'a-file'} is a file"
     assert f"${variable} {sandbox / where}: {culprit}, expected a folder" in err, err
     assert _listing(sandbox) == before
+
+
+@pytest.mark.parametrize("error", ["InputError", "ResultsError", "RunFailed"])
+def test_a_message_listing_several_problems_is_printed_on_one_line(capsys, monkeypatch, error):
+    """Whatever an error lists (several bad rows, a library's multi-line text), the user gets one
+    line, every problem kept, and exit 2."""
+    from harness import paths, results
+
+    cls = {
+        "InputError": paths.InputError,
+        "ResultsError": results.ResultsError,
+        "RunFailed": paths.RunFailed,
+    }[error]
+
+    def fail(args):
+        raise cls("x.csv: 2 problem(s):\n  line 2: bad fold\n\n  line 3: bad metric")
+
+    monkeypatch.setattr(cli, "_check_defaults", fail)  # raised inside main, as a command would
+    code = cli.main(["models"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err
+    assert err == "amibr-bench: x.csv: 2 problem(s): line 2: bad fold; line 3: bad metric\n"
+
+
+def test_a_results_set_with_several_bad_rows_is_one_line(tmp_path, capsys):
+    """The results loader lists every problem of a file on the line that names it."""
+    folder = tmp_path / "bad"
+    folder.mkdir()
+    (folder / "fold_metrics.csv").write_text(
+        "model,method,dataset,fold,balanced_accuracy,auroc,pr_auc\n"
+        "UNI,lora,AMi-Br,9,0.5,0.5,0.5\n"
+        "UNI,lora,AMi-Br,1,2.0,0.5,0.5\n",
+        encoding="utf-8",
+    )
+    code = cli.main(["claims", "--results", str(folder), "--format", "text"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
+    assert "fold_metrics.csv" in err and "problem(s)" in err

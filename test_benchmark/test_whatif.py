@@ -245,9 +245,27 @@ def html_format(tmp_path):
     return ["--add", "paper", "--format", "html"], "--add writes text, md, json, not html"
 
 
+def the_base_itself(tmp_path):
+    return ["--add", "paper"], "the same results set as --results; it adds nothing"
+
+
+def one_set_twice(tmp_path):
+    folder = write_results_set(
+        tmp_path / "mine", user_rows(0.03), manifest={"configs": declared("lora", "linear_probe")}
+    )
+    return ["--add", str(folder), "--add", f"{folder}/"], "the same results set as an earlier --add"
+
+
 @pytest.mark.parametrize(
     "make",
-    [undeclared_model, missing_test_set, synthetic_test_sets, html_format],
+    [
+        undeclared_model,
+        missing_test_set,
+        synthetic_test_sets,
+        html_format,
+        the_base_itself,
+        one_set_twice,
+    ],  # fmt: skip
     ids=lambda f: f.__name__,
 )
 def test_bad_add_is_one_line_and_exit_2(quick_registry, tmp_path, capsys, make):
