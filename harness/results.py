@@ -25,14 +25,14 @@ from typing import Annotated, Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from harness import __version__, paths, registry
+from harness import __version__, data, paths, registry
 from harness import stats as st
 from harness.paths import EXPECTED_RESULTS, MODELS_ENV, InputError
 from harness.registry import METHODS
 from harness.splits import N_FOLDS
 
-TEST_SETS = ("AMi-Br", "AtNorM-Br", "AtNorM-MD")
-LABELS = ("Atypical", "Normal")
+TEST_SETS = data.DATASETS  # the three test sets (harness.data)
+LABELS = data.LABELS
 METRICS = ("balanced_accuracy", "auroc", "pr_auc")
 FOLD_COLUMNS = ("model", "method", "dataset", "fold", "balanced_accuracy", "auroc", "pr_auc")
 PRED_COLUMNS = ("model", "method", "dataset", "fold", "image", "label", "prob_atypical")

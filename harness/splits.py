@@ -26,7 +26,7 @@ from harness import data, foldfile, paths
 N_FOLDS = foldfile.N_FOLDS
 RANDOM_STATE = foldfile.RANDOM_STATE
 TEST = "test"
-COLUMNS = ("image", "label", "slide", "fold")
+COLUMNS = foldfile.COLUMNS
 AUTHORS = "authors"
 SKLEARN_INSTALLED = "sklearn-installed"
 FOLDS_SOURCES = (AUTHORS, SKLEARN_INSTALLED)

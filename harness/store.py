@@ -35,9 +35,8 @@ import torch
 from filelock import FileLock
 
 from harness import paths
+from harness.results import PRED_COLUMNS
 
-FOLD_COLUMNS = ("model", "method", "dataset", "fold", "balanced_accuracy", "auroc", "pr_auc")
-PRED_COLUMNS = ("model", "method", "dataset", "fold", "image", "label", "prob_atypical")
 RESULT, PREDICTIONS, STATE, CONFIG = (
     "result.json",
     "predictions.csv",

@@ -14,7 +14,7 @@ import torch
 from harness import data, paths
 
 LABEL_NORMAL = "Normal"
-TEST_SETS = ("AMi-Br", "AtNorM-Br", "AtNorM-MD")
+TEST_SETS = data.DATASETS
 
 # --- data ---------------------------------------------------------------------------------------
 
