@@ -20,13 +20,15 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from harness.config import RunConfig
 from harness.results import FoldRow, ResultsSet, config_key
-from harness.store import Store
+
+if TYPE_CHECKING:  # judging claims (harness.report) reads results sets only: no torch here
+    from harness.config import RunConfig
+    from harness.store import Store
 
 FAITHFUL_PRESETS = ("paper", "reference-code")
 FAITHFUL_PRECISION = "fp32"  # the authors' scripts trained in fp32 (config.PRESET_PRECISION)
