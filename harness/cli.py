@@ -455,6 +455,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=OUTPUT_FILE,
         help="also draw raters against the consensus (.png or .svg)",
     )
+    add_models_option(experts)
     experts.set_defaults(func=_handler("experts", "cli_experts"))
 
     # --- claims and report (harness.report) ---------------------------------------------------

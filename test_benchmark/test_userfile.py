@@ -3,6 +3,7 @@ strict weights loading, the `models` listing, and a run through trainers, store 
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
@@ -230,3 +231,19 @@ def test_a_user_model_runs_into_the_results_set(tmp_path, capsys, monkeypatch, s
         tmp_path / "p" / ENTRY["weights"]
     )
     assert rs.predictions_for("MyFM", "linear_probe", "synthetic:AMi-Br")[1][2].size > 0
+
+
+@pytest.mark.parametrize("command", ["models", "plan", "run", "launch", "claims", "experts"])
+def test_every_command_that_names_models_takes_a_models_file(tmp_path, capsys, command):
+    """The issue's list: each of these commands has --models (so `--help` shows it and a valid
+    file is accepted), and a broken file is refused in one line naming it, before anything runs."""
+    parser = cli.build_parser()
+    (sub,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    options = {o for a in sub.choices[command]._actions for o in a.option_strings}
+    assert "--models" in options, f"`amibr-bench {command}` has no --models option"
+    file = tmp_path / "m.yaml"
+    file.write_text("modles: []\n")
+    assert cli.main([command, "--models", str(file)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"amibr-bench: {file}: ") and "did you mean 'models'" in err, err
+    assert len(err.strip().splitlines()) == 1
