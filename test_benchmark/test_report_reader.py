@@ -534,3 +534,35 @@ def test_pages_in_a_headless_browser(tiny_reports, paper, tmp_path):
         with Image.open(tmp_path / f"{page.stem}.png") as shot:
             assert shot.width == report_screenshot.PAGE_WIDTH and shot.height > 3000
         assert (tmp_path / f"{page.stem}-01.png").is_file()
+
+
+@pytest.mark.parametrize("dropped", [(), ("EfficientNetV2", "end_to_end"), ("UNI", "linear_probe")])
+def test_forest_plot_lines_fall_between_the_strategies(monkeypatch, tmp_path, dropped):
+    """The separating lines sit where the strategy changes, whichever rows a set lacks."""
+    import dataclasses
+
+    from harness.results import load_results_set
+
+    paper = load_results_set("paper")
+    rows = tuple(r for r in paper.rows if (r.model, r.method) != dropped)
+    rs = dataclasses.replace(paper, rows=rows)
+    ctx = cl.Context(rs)
+    figures = []
+    save = report.figures._save
+    monkeypatch.setattr(
+        report.figures, "_save", lambda fig, t, p: figures.append(fig) or save(fig, t, p)
+    )
+    results = cl.evaluate_all([c for c in cl.load_claims() if c.file == "table3.yaml"], ctx)
+    assert report.forest_plot(results, ctx, tmp_path / "f.png") is not None
+    ax = figures[-1].axes[0]
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    n = len(labels)
+    assert n == 17 - bool(dropped)
+    lines = sorted(
+        {round(line.get_ydata()[0], 2) for line in ax.lines if line.get_color() == "0.85"}
+    )
+    # label i (top to bottom) sits at y = n - 1 - i; a line between labels i-1 and i at n - i - 0.5
+    between = [
+        n - i - 0.5 for i in range(1, n) if labels[i].split(" (")[1] != labels[i - 1].split(" (")[1]
+    ]
+    assert lines == sorted(between) and len(lines) == 2, (labels, lines)

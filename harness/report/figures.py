@@ -78,6 +78,9 @@ def forest_plot(results: list[ClaimResult], ctx: Context, path: Path) -> Path | 
         2, 3, figsize=(13.8, 2.4 + 0.55 * len(configs)), sharey=True, layout="constrained"
     )
     ys = np.arange(len(configs))[::-1]
+    # a line between the strategies of Table 3 (wherever rows are missing) and before the extras
+    methods = [split_config(c)[1] for c in configs[:n_table3]]
+    separators = {i for i in range(1, n_table3) if methods[i] != methods[i - 1]} | {n_table3}
     seen = set()
     for row, metric in enumerate(metrics):
         for col, dataset in enumerate(TEST_SETS):
@@ -97,7 +100,7 @@ def forest_plot(results: list[ClaimResult], ctx: Context, path: Path) -> Path | 
                     ax.plot([exp[0]], [y], "|", color="tab:purple", ms=12, mew=2, zorder=4)
             ax.set_title(f"{dataset}: {'balanced accuracy' if row == 0 else 'AUROC'}")
             ax.grid(axis="x", alpha=0.3)
-            for sep in (3, 10, n_table3):
+            for sep in separators:
                 if 0 < sep < len(configs):
                     ax.axhline(len(configs) - sep - 0.5, color="0.85", lw=0.8)
     for row in range(2):
