@@ -211,7 +211,8 @@ def cli_add(args, ctx: Context, claims: list[Claim]) -> int:
     out = getattr(args, "out", None)
     fmt = getattr(args, "format", None) or (report.format_of(out) if out and out != "-" else "text")
     if fmt not in FORMATS:
-        raise ResultsError(f"--add writes {', '.join(FORMATS)}, not {fmt}")
+        asked = f"--format {fmt}" if getattr(args, "format", None) else f"--out {out}"
+        raise ResultsError(f"{asked}: --add writes {', '.join(FORMATS)}, not {fmt}")
     if ctx.results is None:
         raise ResultsError("--add needs a base results set (--results)")
     added = load_added(args.add)  # one-line ResultsErrors

@@ -242,7 +242,12 @@ def synthetic_test_sets(tmp_path):
 
 
 def html_format(tmp_path):
-    return ["--add", "paper", "--format", "html"], "--add writes text, md, json, not html"
+    return ["--add", "paper", "--format", "html"], "--format html: --add writes text, md, json"
+
+
+def junit_file(tmp_path):
+    out = tmp_path / "changes.xml"
+    return ["--add", "paper", "--out", str(out)], f"--out {out}: --add writes text, md, json"
 
 
 def the_base_itself(tmp_path):
@@ -263,6 +268,7 @@ def one_set_twice(tmp_path):
         missing_test_set,
         synthetic_test_sets,
         html_format,
+        junit_file,
         the_base_itself,
         one_set_twice,
     ],  # fmt: skip
