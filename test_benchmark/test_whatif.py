@@ -372,6 +372,18 @@ def test_roc_figure_has_the_user_model(monkeypatch, tmp_path):
     assert report.roc_plot(cl.build_context(folder), tmp_path / "roc.png") is not None
     labels = {t.get_label() for ax in figures[-1].axes for t in ax.get_lines()}
     assert {f"{USER} (LoRA)", "UNI (LoRA)"} <= labels
+    assert "not drawn" not in figures[-1]._suptitle.get_text()
+    # added to the paper's numbers (no predictions), the figure says what it leaves out
+    user_folder = write_results_set(
+        tmp_path / "mine",
+        [r for r in rows if r["model"] == USER],
+        predictions=[q for q in preds if q["model"] == USER],
+        manifest={"configs": declared("lora")},
+    )
+    merged = merge_results_sets(load_results_set("paper"), load_results_set(user_folder))
+    assert report.roc_plot(cl.Context(merged), tmp_path / "merged.png") is not None
+    title = figures[-1]._suptitle.get_text()
+    assert "17 configuration(s) without per-image predictions not drawn" in title, title
 
 
 def test_whatif_lists_conclusion_kinds_the_registry_has():

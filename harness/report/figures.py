@@ -171,6 +171,13 @@ def roc_plot(ctx: Context, path: Path) -> Path | None:
         f"ROC curves of results set '{rs.name}' (as the paper's Figure 2), mean over folds;\n"
         "AUROC in brackets; blue = end-to-end, grey = linear probe, orange = LoRA"
     )
+    drawn = {label for panel in numbers for label in panel}
+    missing = [c for c in rs.configurations if config_label(*c) not in drawn]
+    if missing:  # e.g. the paper's rows in a merged set: per-fold metrics, no predictions
+        title += (
+            f"\n{len(missing)} configuration(s) without per-image predictions not drawn, "
+            f"e.g. {config_label(*missing[0])}"
+        )
     return _save(fig, title, path)
 
 
