@@ -3,7 +3,7 @@
 Data flows one way: data -> splits -> models -> train -> results -> claims -> report.
 """
 
-__version__ = "0.3.0"
+__version__ = "0.4.0"
 
 PAPER = {
     "title": (
