@@ -29,6 +29,11 @@ from typing import Any
 from harness import paths, provenance
 from harness.results import METRICS, ResultsSet, load_results_set
 
+# CPU training is bit-identical from run to run only at one thread count: the order of a
+# parallel reduction depends on it (2 threads instead of 1 flipped one image of the smoke
+# ResNet's fold 1). The rerun and the baseline it is compared with use this many, on any machine.
+THREADS = 1
+
 BASELINE = paths.EXPECTED_RESULTS / "baselines" / "smoke-synthetic"
 HISTORY = "HISTORY.md"
 # Settings that describe one run's timing, not the configuration: never compared.
@@ -143,6 +148,8 @@ def run_smoke(
     embedding/image cache) beside `out`, and export them as the results set `out` (replaced).
 
     configs: (RunConfig, folds) pairs; default the smoke job's synthetic configurations."""
+    import torch
+
     from harness.export import export_results
     from harness.runner import run_config
     from harness.smoke import smoke_configs
@@ -155,6 +162,8 @@ def run_smoke(
     store_dir = Path(tempfile.mkdtemp(prefix=f".{out.name}-store-", dir=out.parent))
     old_cache = os.environ.get(paths.CACHE_ENV)
     os.environ[paths.CACHE_ENV] = str(store_dir / ".cache")
+    old_threads = torch.get_num_threads()
+    torch.set_num_threads(THREADS)
     try:
         task = load_task(root, "synthetic")
         # Keyed to the fixture's fold table, as the smoke job's (the hash covers the folds).
@@ -172,8 +181,10 @@ def run_smoke(
             tier="smoke",
             preset="paper",
             data="synthetic",
+            notes=[f"trained with {THREADS} CPU thread(s) (harness.regression.THREADS)"],
         )
     finally:
+        torch.set_num_threads(old_threads)
         shutil.rmtree(store_dir, ignore_errors=True)
         if old_cache is None:
             os.environ.pop(paths.CACHE_ENV, None)

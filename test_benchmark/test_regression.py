@@ -91,3 +91,25 @@ def test_update_baseline_needs_a_reason_and_records_it(baseline, tmp_path) -> No
     rs = load_results_set(tmp_path / "b")
     assert rs.manifest["baseline_reason"] == "new recipe for Smoke-ViT"
     assert not regression.compare_sets(rs, load_results_set(baseline), claims=False).changed
+
+
+@pytest.mark.parametrize("process_threads", [1, 2, 3])
+def test_the_rerun_trains_at_a_fixed_thread_count(tmp_path, monkeypatch, process_threads) -> None:
+    """CPU numbers are bit-identical only at one thread count (2 threads instead of 1 flipped an
+    image of the smoke ResNet), so the rerun trains at regression.THREADS whatever the machine or
+    the process says, and restores the process's setting afterwards."""
+    import torch
+
+    from harness import runner
+
+    seen = []
+    monkeypatch.setattr(runner, "run_config", lambda *a, **k: seen.append(torch.get_num_threads()))
+    before = torch.get_num_threads()
+    torch.set_num_threads(process_threads)
+    try:
+        with pytest.raises(paths.InputError, match="finished no fold"):
+            regression.run_smoke(tmp_path / "new", _one_config())
+        assert seen == [regression.THREADS]
+        assert torch.get_num_threads() == process_threads
+    finally:
+        torch.set_num_threads(before)
