@@ -14,14 +14,12 @@ in a new module imported below, and register it:
 
 `harness.claims.load_claims` then validates every claim of that kind when the files load.
 
-| module | kinds |
-|---|---|
-| `table3` | table_cell, maximum, ranking, value_range, sens_spec |
-| `comparisons` | dominance, baseline_beats_foundation, performance_drop, performance_drop_share, significance |
-| `protocol` | protocol_setting, fold_count, config_count |
-| `architecture` | parameter_count, parameter_similarity, architecture_property, lora_trainable |
-| `dataset` | dataset_figure, slide_disjoint, external |
-| `smoke` | smoke_above_chance, run_counter |
+The modules group the kinds by family: `table3` (one cell, maxima, rankings, ranges,
+sensitivity/specificity), `comparisons` (strategy against strategy, drops out of domain, Table 4),
+`protocol` (settings and counts of a run), `architecture` (parameter counts, properties, what LoRA
+trains), `dataset` (Table 1 figures, slide disjointness, statements nothing here can check) and
+`smoke` (the smoke run's own checks). `python -m harness.claimkinds` lists every registered kind
+with its module, `needs`, tolerance rules, parameters and the number of claims using it.
 """
 
 from harness.claimkinds import architecture, comparisons, dataset, protocol, smoke, table3
@@ -62,3 +60,46 @@ __all__ = [
     "smoke",
     "table3",
 ]
+
+
+def listing() -> list[dict]:
+    """One row per registered kind: name, module, needs, tolerance rules, parameters (name: type,
+    required or default) and how many claims of expected_results/ use it."""
+    from harness.claims import load_claims
+
+    used: dict[str, int] = {}
+    for claim in load_claims():
+        used[claim.kind] = used.get(claim.kind, 0) + 1
+    rows = []
+    for name, kind in sorted(KINDS.items(), key=lambda kv: (kv[1].evaluate.__module__, kv[0])):
+        params = [
+            (field.alias or p) + ("" if field.is_required() else f"={field.default!r}")
+            for p, field in kind.params.model_fields.items()
+        ]
+        rows.append(
+            {
+                "kind": name,
+                "module": kind.evaluate.__module__.rpartition(".")[2],
+                "needs": kind.needs,
+                "rules": ", ".join(kind.rules),
+                "params": ", ".join(params) or "-",
+                "claims": used.get(name, 0),
+            }
+        )
+    return rows
+
+
+def main() -> int:
+    """`python -m harness.claimkinds`: the registered kinds as a table."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="claim kinds (harness.claimkinds)")
+    for column in ("kind", "module", "needs", "rules", "claims"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("params", overflow="fold")
+    for row in listing():
+        table.add_row(*(str(row[c]) for c in ("kind", "module", "needs", "rules", "claims",
+                                              "params")))  # fmt: skip
+    Console().print(table)
+    return 0
