@@ -90,16 +90,10 @@ def listing() -> list[dict]:
 
 
 def main() -> int:
-    """`python -m harness.claimkinds`: the registered kinds as a table."""
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title="claim kinds (harness.claimkinds)")
-    for column in ("kind", "module", "needs", "rules", "claims"):
-        table.add_column(column, no_wrap=True)
-    table.add_column("params", overflow="fold")
+    """`python -m harness.claimkinds`: the registered kinds, two lines each (any terminal width)."""
     for row in listing():
-        table.add_row(*(str(row[c]) for c in ("kind", "module", "needs", "rules", "claims",
-                                              "params")))  # fmt: skip
-    Console().print(table)
+        print(
+            f"{row['kind']} ({row['module']}; needs {row['needs']}; rules {row['rules']}; "
+            f"{row['claims']} claim(s))\n    params: {row['params']}"
+        )
     return 0
