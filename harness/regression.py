@@ -105,6 +105,24 @@ def _configs(rs: ResultsSet) -> dict[str, dict]:
     return {k: v for k, v in configs.items() if isinstance(v, dict) and v.get("hash")}
 
 
+def _row_changes(old_rows, new_rows) -> list[str]:
+    """Every per-fold metric that differs between two lists of fold rows, exactly, and every row
+    only one of them has."""
+    rows_a = {(r.model, r.method, r.dataset, r.fold): r for r in old_rows}
+    rows_b = {(r.model, r.method, r.dataset, r.fold): r for r in new_rows}
+    out = []
+    for k in sorted(set(rows_a) | set(rows_b), key=str):
+        label = f"{k[0]}|{k[1]} {k[2]} fold {k[3]}"
+        if k not in rows_a or k not in rows_b:
+            out.append(f"{label}: {'new row' if k not in rows_a else 'row missing'}")
+            continue
+        for metric in METRICS:
+            va, vb = getattr(rows_a[k], metric), getattr(rows_b[k], metric)
+            if va != vb:
+                out.append(f"{label} {metric}: {va!r} -> {vb!r}")
+    return out
+
+
 def compare_sets(new: ResultsSet, base: ResultsSet, *, claims: bool = True) -> Comparison:
     """Compare two results sets (see the module docstring); `claims=False` skips the verdicts."""
     out = Comparison(str(new.path or new.name), str(base.path or base.name))
@@ -117,17 +135,18 @@ def compare_sets(new: ResultsSet, base: ResultsSet, *, claims: bool = True) -> C
             keys = settings_diff(a.get("settings") or {}, b.get("settings") or {})
             what = ", ".join(keys[:8]) + (" ..." if len(keys) > 8 else "") if keys else "?"
             out.configs.append(f"{key}: hash {a['hash']} -> {b['hash']} (changed: {what})")
-    rows_a = {(r.model, r.method, r.dataset, r.fold): r for r in base.rows}
-    rows_b = {(r.model, r.method, r.dataset, r.fold): r for r in new.rows}
-    for k in sorted(set(rows_a) | set(rows_b), key=str):
-        label = f"{k[0]}|{k[1]} {k[2]} fold {k[3]}"
-        if k not in rows_a or k not in rows_b:
-            out.metrics.append(f"{label}: {'new row' if k not in rows_a else 'row missing'}")
+    out.metrics = _row_changes(base.rows, new.rows)
+    # the fast runs a set carries (fast_fold_metrics.csv), variant by variant, just as exactly
+    for variant in sorted(set(base.fast) | set(new.fast)):
+        if variant not in base.fast or variant not in new.fast:
+            out.metrics.append(
+                f"fast run {variant}: {'added' if variant not in base.fast else 'removed'}"
+            )
             continue
-        for metric in METRICS:
-            va, vb = getattr(rows_a[k], metric), getattr(rows_b[k], metric)
-            if va != vb:
-                out.metrics.append(f"{label} {metric}: {va!r} -> {vb!r}")
+        out.metrics += [
+            f"fast run {variant}: {line}"
+            for line in _row_changes(base.fast[variant], new.fast[variant])
+        ]
     if claims:
         from harness.claims import Context, evaluate_all, load_claims
         from harness.report import compare

@@ -816,7 +816,8 @@ def merge_results_sets(base: ResultsSet, *added: ResultsSet) -> ResultsSet:
     the tier only where every set shares it and never 'paper' (the authors' own experiment,
     which the merged set no longer is), each set's protocol, and `merged`: {"base": {name, path}, "added": [{name, path, configs}], "replaced":
     {"<model>|<method>": "<name of the set whose rows replaced it>"}}; `files` (digests of
-    files on disk) and `counters` are dropped. The name is "<base>+<added>+...", the path None.
+    files on disk), `counters`, `fast_configs` and `stale` are dropped (the merged set carries no
+    fast runs). The name is "<base>+<added>+...", the path None.
 
     Raises ResultsError, on one line naming the added set's fold_metrics.csv, when it shares no
     test set with the base (e.g. a set on the synthetic test sets added to one on the public
@@ -852,7 +853,10 @@ def merge_results_sets(base: ResultsSet, *added: ResultsSet) -> ResultsSet:
             more = f" (and {len(holes) - 1} more)" if len(holes) > 1 else ""
             raise ResultsError(f"{where}: cannot be added to results set '{base.name}': "
                                f"{holes[0]}{more}")  # fmt: skip
-    manifest = {k: v for k, v in base.manifest.items() if k not in ("files", "counters")}
+    # files and counters describe the folder on disk; fast_configs and stale describe the base's
+    # own runs, whose fast rows the merged set does not carry (fast={})
+    dropped = ("files", "counters", "fast_configs", "stale")
+    manifest = {k: v for k, v in base.manifest.items() if k not in dropped}
     tiers = {base.manifest.get("tier"), *(a.manifest.get("tier") for a in added)}
     manifest.update(
         name="+".join([base.name, *(a.name for a in added)]),

@@ -113,3 +113,24 @@ def test_the_rerun_trains_at_a_fixed_thread_count(tmp_path, monkeypatch, process
         assert torch.get_num_threads() == process_threads
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("change", ["metric", "removed", "added"])
+def test_a_change_in_the_fast_runs_is_a_change(baseline, change) -> None:
+    """The fast runs a set carries (fast_fold_metrics.csv) are compared as exactly as its rows:
+    a changed metric, or a variant added or removed, exits 1."""
+    rs = load_results_set(baseline)
+    fast = {"paper/bf16": rs.rows}
+    base = replace(rs, fast={} if change == "added" else fast)
+    if change == "metric":
+        first = rs.rows[0]
+        new = replace(
+            rs, fast={"paper/bf16": (replace(first, auroc=first.auroc / 2), *rs.rows[1:])}
+        )
+    else:
+        new = replace(rs, fast={} if change == "removed" else fast)
+    cmp = regression.compare_sets(new, base, claims=False)
+    assert (
+        cmp.changed and len(cmp.metrics) == 1 and cmp.metrics[0].startswith("fast run paper/bf16")
+    )
+    assert not regression.compare_sets(base, base, claims=False).changed

@@ -5,6 +5,7 @@ report (Table 3 view, forest plot, ROC curves)."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 from collections import defaultdict
 
@@ -424,3 +425,18 @@ def test_a_model_only_on_synthetic_test_sets_is_no_row_beside_table3(
     else:  # "e.g." names a configuration the set lacks, not MyFM (which it holds, on synthetic:*)
         best = next(r for r in results if r.claim.id == "abstract.max.amibr")
         assert best.status == st.NOT_RUN and USER not in best.verdict.reason, best.verdict.reason
+
+
+def test_a_merged_set_describes_no_fast_runs_it_does_not_carry(tmp_path):
+    """merge_results_sets keeps no fast_configs (nor stale, files, counters) of the base: the
+    merged set carries no fast rows, so its manifest must not describe any."""
+    folder = write_results_set(
+        tmp_path / "mine", user_rows(0.03), manifest={"configs": declared("lora", "linear_probe")}
+    )
+    paper = load_results_set("paper")
+    base = dataclasses.replace(
+        paper, manifest={**paper.manifest, "fast_configs": {"UNI|lora": {}}, "stale": ["x"]}
+    )
+    merged = merge_results_sets(base, load_results_set(folder))
+    assert not merged.fast
+    assert not {"fast_configs", "stale", "files", "counters"} & set(merged.manifest)
