@@ -48,6 +48,19 @@ _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 SYNTHETIC_MARKER = "SYNTHETIC"  # a file at the root of trees written by harness.synth
+# Results sets name a synthetic tree's test sets "synthetic:<name>", so that its made-up numbers
+# never stand in for the public test sets' (claims, merges and reports tell them apart).
+SYNTHETIC_PREFIX = "synthetic:"
+
+
+def test_set_name(dataset: str, synthetic: bool) -> str:
+    """The name results sets give a test set: 'AMi-Br', or 'synthetic:AMi-Br' on a synthetic tree."""
+    return f"{SYNTHETIC_PREFIX}{dataset}" if synthetic else dataset
+
+
+def is_synthetic_test_set(name: str) -> bool:
+    """'synthetic:<name>' (a test set of a synthetic tree; test_set_name)."""
+    return name.startswith(SYNTHETIC_PREFIX) and len(name) > len(SYNTHETIC_PREFIX)
 
 
 def is_synthetic(root: str | os.PathLike) -> bool:

@@ -90,7 +90,7 @@ def load_vote_tables(root: str | os.PathLike) -> list[VoteTable]:
     DataError naming the file and column on bad input.
     """
     root = Path(root)
-    prefix = "synthetic:" if data.is_synthetic(root) else ""
+    synthetic = data.is_synthetic(root)
     tables = []
     for dataset, (vote_file, experts, consensus_column) in VOTED.items():
         records = data.load_records(root, dataset)  # every record of these sets has its votes
@@ -98,7 +98,7 @@ def load_vote_tables(root: str | os.PathLike) -> list[VoteTable]:
             chosen = [r for r in records if subset == "all" or r.split == "test"]
             tables.append(
                 VoteTable(
-                    prefix + dataset,
+                    data.test_set_name(dataset, synthetic),
                     subset,
                     root / vote_file,
                     experts,

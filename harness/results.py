@@ -259,7 +259,7 @@ def _fold(value) -> tuple[int | None, str | None]:
 
 
 def _known_dataset(name: str) -> bool:
-    return name in TEST_SETS or (name.startswith("synthetic:") and len(name) > len("synthetic:"))
+    return name in TEST_SETS or data.is_synthetic_test_set(name)
 
 
 def _raise(source: str, problems: list[str]) -> None:
@@ -791,8 +791,8 @@ def _check_same_test_sets(base: ResultsSet, extra: ResultsSet) -> None:
     if not base.datasets or not extra.datasets or set(base.datasets) & set(extra.datasets):
         return
     where = extra.path / "fold_metrics.csv" if extra.path else extra.name
-    kinds = {"synthetic" if d.startswith("synthetic:") else "public" for d in extra.datasets}
-    base_kinds = {"synthetic" if d.startswith("synthetic:") else "public" for d in base.datasets}
+    kinds = {"synthetic" if data.is_synthetic_test_set(d) else "public" for d in extra.datasets}
+    base_kinds = {"synthetic" if data.is_synthetic_test_set(d) else "public" for d in base.datasets}
     hint = ""
     if kinds == {"synthetic"} and base_kinds == {"public"}:
         hint = (

@@ -95,7 +95,6 @@ def load_task(
     labels = np.array([int(r.label == LABEL_NORMAL) for r in pool])
     keep = _subsample(subset.get("train_pool"), labels, rng)
     pool = [pool[i] for i in keep]
-    prefix = "synthetic:" if kind == "synthetic" else ""
     test_records = {
         "AMi-Br": [by_name[Path(str(r.image)).name] for r in test_rows],
         "AtNorM-Br": records["AtNorM-Br"],
@@ -114,7 +113,7 @@ def load_task(
     images = _load_images(paths_)
     parts = torch.split(images, sizes)
     for (name, recs), part in zip(chosen.items(), parts[1:], strict=True):
-        tests[prefix + name] = TestSet(
+        tests[data.test_set_name(name, kind == "synthetic")] = TestSet(
             part, np.array([int(r.label == LABEL_NORMAL) for r in recs]), [r.name for r in recs]
         )
     notes = [f"folds: {assignment.describe()}"]

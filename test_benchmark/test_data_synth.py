@@ -190,3 +190,16 @@ def test_tiny_cnn_learns_the_classes(synth_root, tmp_path, one_thread):
         with torch.no_grad():
             pred = (net(xt).squeeze(1) > 0).numpy()
         assert balanced_accuracy_score(yt.numpy(), pred) >= 0.8, ds
+
+
+@pytest.mark.parametrize("dataset", ["AMi-Br", "AtNorM-Br", "AtNorM-MD"])
+def test_a_synthetic_test_set_name_is_made_and_read_in_one_place(dataset):
+    """'synthetic:<name>' is written by data.test_set_name and recognised by
+    data.is_synthetic_test_set, and by nothing else (a results set, a merge, the experts)."""
+    from harness import data
+
+    name = data.test_set_name(dataset, synthetic=True)
+    assert name == data.SYNTHETIC_PREFIX + dataset and data.is_synthetic_test_set(name)
+    assert data.test_set_name(dataset, synthetic=False) == dataset
+    assert not data.is_synthetic_test_set(dataset)
+    assert not data.is_synthetic_test_set(data.SYNTHETIC_PREFIX)
