@@ -17,6 +17,7 @@ from harness import paths
 from harness import stats as st
 from harness.claimkinds import KINDS, NEEDS, get_kind
 from harness.claimkinds.base import (
+    RESULTS_NEEDS,
     Claim,
     ClaimResult,
     Context,
@@ -28,24 +29,24 @@ from harness.claimkinds.base import (
 from harness.claimkinds.cells import (
     BASELINES,
     FOUNDATION_MODELS,
-    METHOD_WORDS,
-    METRIC_WORDS,
     TABLE3_CONFIGS,
     config_label,
     extra_configs,
     split_config,
 )
 from harness.claimkinds.dataset import data_absence
-from harness.results import TEST_SETS, load_results_set
+from harness.results import load_results_set
 
 PAPER_VERSION = "MELBA 2026:006 (arXiv 2506.21444v3)"
 NON_CLAIM_FILES = ("deviations.yaml",)
 REQUIRED = ("id", "statement", "source", "section", "kind", "needs", "tolerance")
 TEXT_FIELDS = ("id", "statement", "source", "section")  # text as written, never a list or a number
-# Claim kinds that read the data tree (needs: data); judged only on a public, not synthetic, tree.
-DATA_KINDS = tuple(name for name, kind in KINDS.items() if kind.needs == "data")
-# The evaluator of each kind: fn(claim, params, ctx) -> Verdict (harness.claimkinds).
-EVALUATORS = {name: kind.evaluate for name, kind in KINDS.items()}
+
+
+def data_kinds() -> tuple[str, ...]:
+    """The registered kinds that read the data tree (needs: data), judged only on a public, not
+    synthetic, tree; read from the registry when called, so a kind registered later is in it."""
+    return tuple(name for name, kind in KINDS.items() if kind.needs == "data")
 
 
 # ------------------------------------------------------------------------------- registry
@@ -154,6 +155,8 @@ def read_yaml(file: Path) -> Any:
 
 
 def claim_files(directory: Path | None = None) -> list[Path]:
+    """The claim files of `directory` (default expected_results/): every *.yaml but the
+    deviation ledger (NON_CLAIM_FILES), sorted by name. A missing folder gives no files."""
     directory = Path(directory or paths.EXPECTED_RESULTS)
     return sorted(p for p in directory.glob("*.yaml") if p.name not in NON_CLAIM_FILES)
 
@@ -219,7 +222,7 @@ def build_context(
 def evaluate(claim: Claim, ctx: Context, *, strict: bool = False) -> ClaimResult:
     """Judge one claim. strict=True lets evaluator errors raise (pytest); else the claim is "not
     run" with an ERROR reason and counts as unexpected, so the report's exit code shows it."""
-    if claim.needs in ("results", "predictions", "run") and ctx.results is None:
+    if claim.needs in RESULTS_NEEDS and ctx.results is None:
         return ClaimResult(claim, Verdict(st.NOT_RUN, reason="no results set was given"))
     if claim.needs == "data" and data_absence(ctx):
         return ClaimResult(claim, Verdict(st.NOT_RUN, reason=data_absence(ctx)))
@@ -252,6 +255,9 @@ def evaluate(claim: Claim, ctx: Context, *, strict: bool = False) -> ClaimResult
 
 
 def evaluate_all(claims: list[Claim], ctx: Context, *, strict: bool = False) -> list[ClaimResult]:
+    """Judge every claim (`evaluate`, in order), then save the architecture facts computed on the
+    way to the on-disk memo (`save_facts`), so that the next run reads them instead of building
+    the models again. strict: as for `evaluate`."""
     out = [evaluate(c, ctx, strict=strict) for c in claims]
     save_facts(ctx)
     return out
@@ -265,6 +271,8 @@ def save_facts(ctx: Context) -> None:
 
 
 def count_statuses(results: list[ClaimResult]) -> dict[str, int]:
+    """How many results have each verdict status: every status of stats.STATUSES, in that order,
+    zero included."""
     counts = dict.fromkeys(st.STATUSES, 0)
     for r in results:
         counts[r.status] += 1
@@ -273,30 +281,25 @@ def count_statuses(results: list[ClaimResult]) -> dict[str, int]:
 
 __all__ = [
     "BASELINES",
-    "DATA_KINDS",
+    "FOUNDATION_MODELS",
     "KINDS",
-    "METHOD_WORDS",
-    "METRIC_WORDS",
-    "NEEDS",
-    "config_label",
-    "extra_configs",
-    "split_config",
+    "PAPER_VERSION",
+    "TABLE3_CONFIGS",
     "Claim",
     "ClaimResult",
     "Context",
-    "EVALUATORS",
-    "FOUNDATION_MODELS",
-    "Inconclusive",
-    "NotRun",
-    "PAPER_VERSION",
     "RegistryError",
-    "TABLE3_CONFIGS",
-    "TEST_SETS",
     "Verdict",
     "build_context",
+    "claim_files",
+    "config_label",
     "count_statuses",
+    "data_kinds",
     "evaluate",
     "evaluate_all",
+    "extra_configs",
     "load_claims",
     "load_deviations",
+    "save_facts",
+    "split_config",
 ]

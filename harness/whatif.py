@@ -13,7 +13,7 @@ with `comparative=True`; the claim groups take a user's model in through
 
 Only claims a results set decides are judged (`needs` results, predictions or run); the others
 read the data tree, the architectures or nothing, so adding rows cannot change them. Claims that
-count the set's own configurations or folds (`INVENTORY_KINDS`: "eight foundation models are
+count the set's own configurations or folds (`inventory_kinds()`: "eight foundation models are
 compared", "five folds") describe the paper's experiment, not a conclusion from it: judged on the
 base only, they are named as not compared.
 
@@ -30,16 +30,23 @@ from dataclasses import replace
 from pathlib import Path
 
 from harness import paths, report
+from harness.claimkinds.base import RESULTS_NEEDS
 from harness.claims import KINDS, Claim, Context, config_label, evaluate_all, split_config
 from harness.results import ResultsError, ResultsSet, load_results_set, merge_results_sets
 
-# The kinds declare it (harness.claimkinds): comparative conclusions are listed first; claims
-# about the set's own inventory (how many models, how many folds) are not compared.
-CONCLUSION_KINDS = tuple(name for name, kind in KINDS.items() if kind.comparative)
-INVENTORY_KINDS = tuple(name for name, kind in KINDS.items() if kind.inventory)
-JUDGED_NEEDS = ("results", "predictions", "run")  # the claims a results set decides
 FORMATS = ("text", "md", "json")
 LISTED = 12  # rows per group in the terminal text
+
+
+def conclusion_kinds() -> tuple[str, ...]:
+    """The kinds registered `comparative` (harness.claimkinds): their changes are listed first.
+    Read from the registry when called, so a kind registered later is in it."""
+    return tuple(name for name, kind in KINDS.items() if kind.comparative)
+
+
+def inventory_kinds() -> tuple[str, ...]:
+    """The kinds registered `inventory` (how many models, how many folds): not compared."""
+    return tuple(name for name, kind in KINDS.items() if kind.inventory)
 
 
 def _configs_text(configs) -> str:
@@ -53,10 +60,11 @@ def what_changes(claims: list[Claim], base: Context, merged: Context) -> dict:
     Returns plain data: base / merged (name, path), added ([{name, path, configs}]), replaced
     ({"<model>|<method>": added set's name}), compared (claims judged on both), not_compared
     ([{id, why}]), and the changed claims as `report.compare` rows plus kind, statement,
-    conclusion (kind in CONCLUSION_KINDS) and verdict_changed (the status differs):
+    conclusion (kind in conclusion_kinds()) and verdict_changed (the status differs):
     `conclusions` and `other`, each verdict changes first; summary counts."""
-    judged = [c for c in claims if c.needs in JUDGED_NEEDS and c.kind not in INVENTORY_KINDS]
-    skipped = [c for c in claims if c.needs in JUDGED_NEEDS and c.kind in INVENTORY_KINDS]
+    inventory, comparative = inventory_kinds(), conclusion_kinds()
+    judged = [c for c in claims if c.needs in RESULTS_NEEDS and c.kind not in inventory]
+    skipped = [c for c in claims if c.needs in RESULTS_NEEDS and c.kind in inventory]
     by_id = {c.id: c for c in judged}
     rows = report.compare(evaluate_all(judged, merged), evaluate_all(judged, base))
     changed = []
@@ -65,7 +73,7 @@ def what_changes(claims: list[Claim], base: Context, merged: Context) -> dict:
         row.update(
             kind=claim.kind,
             statement=claim.statement,
-            conclusion=claim.kind in CONCLUSION_KINDS,
+            conclusion=claim.kind in comparative,
             verdict_changed=row["old"] != row["new"],
         )
         if row["verdict_changed"] or row["old_observed"] != row["new_observed"]:
@@ -200,7 +208,6 @@ def _refuse_repeats(base: ResultsSet, added: list[ResultsSet]) -> None:
             )
         if where is not None:
             seen[where] = "an earlier --add"
-    return None
 
 
 def cli_add(args, ctx: Context, claims: list[Claim]) -> int:

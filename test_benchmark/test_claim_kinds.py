@@ -5,6 +5,7 @@ when the claims load, naming the file, the claim and the field (not later as "co
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 import pytest
 import yaml
@@ -214,7 +215,7 @@ def test_the_kinds_declare_which_conclusions_claims_add_compares():
     an end-to-end baseline best out of domain)."""
     from harness import whatif
 
-    assert set(whatif.CONCLUSION_KINDS) == {
+    assert set(whatif.conclusion_kinds()) == {
         "maximum",
         "ranking",
         "value_range",
@@ -224,8 +225,8 @@ def test_the_kinds_declare_which_conclusions_claims_add_compares():
         "performance_drop_share",
         "baseline_beats_foundation",
     }
-    assert set(whatif.INVENTORY_KINDS) == {"config_count", "fold_count"}
-    assert all(KINDS[k].needs == "results" for k in whatif.CONCLUSION_KINDS)
+    assert set(whatif.inventory_kinds()) == {"config_count", "fold_count"}
+    assert all(KINDS[k].needs == "results" for k in whatif.conclusion_kinds())
 
 
 def test_a_field_spelt_as_a_python_keyword_is_suggested_as_written(tmp_path):
@@ -318,3 +319,188 @@ def test_a_broken_deviation_ledger_is_one_line(tmp_path, text):
     with pytest.raises(cl.RegistryError) as info:
         cl.load_deviations(tmp_path)
     assert "deviations.yaml" in str(info.value) and "\n" not in str(info.value)
+
+
+# ------------------------------------------------------------------ review: values as judged
+NUMERIC = sorted(
+    k
+    for k, (_, raw) in RAW.items()
+    if KINDS[k].expected is not Any  # a kind without a type keeps the text as written
+    and isinstance(raw["expected"], int | float | list)
+    and not isinstance(raw["expected"], bool)
+    and all(isinstance(x, int | float) for x in (raw["expected"] if isinstance(raw["expected"], list) else [raw["expected"]]))
+)  # fmt: skip
+
+
+def _quoted(value):
+    return [str(x) for x in value] if isinstance(value, list) else str(value)
+
+
+def _plain(value):
+    return list(value) if isinstance(value, tuple | list) else [value]
+
+
+@pytest.mark.parametrize("kind", NUMERIC)
+def test_a_quoted_number_is_stored_and_judged_as_the_number(tmp_path, kind):
+    """A quoted '0.7474' loads as the number 0.7474 (not the text), for every kind with a
+    numeric expected value, and is judged (and shown by the report) as the unquoted claim is."""
+    from harness import report
+
+    raw = copy.deepcopy(RAW[kind][1])
+    plain = load_one(tmp_path, raw)
+    quoted = load_one(tmp_path, {**raw, "expected": _quoted(raw["expected"])})
+    assert not any(isinstance(x, str) for x in _plain(quoted.expected)), quoted.expected
+    assert base.same_value(_plain(quoted.expected), _plain(plain.expected))
+    if KINDS[kind].needs in base.RESULTS_NEEDS:
+        ctx = Context(load_results_set("paper"))
+        one, two = cl.evaluate(plain, ctx), cl.evaluate(quoted, ctx)
+        assert not two.evaluator_error, two.verdict.reason
+        assert (one.status, one.verdict.observed) == (two.status, two.verdict.observed)
+        assert report.format_expected(one) == report.format_expected(two)
+
+
+def _claims_of(kind: str) -> list[dict]:
+    return [
+        r
+        for f in cl.claim_files()
+        for r in yaml.safe_load(f.read_text(encoding="utf-8"))["claims"]
+        if r["kind"] == kind
+    ]
+
+
+@pytest.mark.parametrize(
+    "test, field, value",
+    [("mann_whitney", "n", 35), ("wilcoxon", "n_x", 35), ("wilcoxon", "n_y", 70)],
+)
+def test_a_sample_size_of_the_other_test_is_refused(tmp_path, test, field, value):
+    """`n` is Wilcoxon's pair count, `n_x`/`n_y` Mann-Whitney's sample sizes: given to the other
+    test they were silently ignored."""
+    raw = next(copy.deepcopy(r) for r in _claims_of("significance") if r["params"]["test"] == test)
+    for other in ("n", "n_x", "n_y"):
+        raw["params"].pop(other, None)
+    assert load_one(tmp_path, raw).args.test == test
+    raw["params"][field] = value
+    refused(tmp_path, raw, f"{field} is not a sample size of test {test!r}")
+
+
+@pytest.mark.parametrize(
+    "kind, change, fragment",
+    [
+        ("ranking", {"among": "lora", "order": ["Swin Transformer|end_to_end"]}, "order names Swin Transformer|end_to_end"),
+        ("ranking", {"among": ["Virchow2|lora", "UNI|lora"], "order": ["Virchow2|linear_probe"]}, "order names Virchow2|linear_probe"),
+        ("maximum", {"among": "linear_probe", "config": "Virchow2|lora"}, "config names Virchow2|lora"),
+        ("maximum", {"among": ["end_to_end"], "config": "virchow2|lora"}, "config names Virchow2|lora"),
+        ("ranking", {"among": []}, "an empty list ranges over nothing"),
+        ("maximum", {"among": []}, "an empty list ranges over nothing"),
+        ("performance_drop_share", {"among": []}, "an empty list ranges over nothing"),
+    ],
+)  # fmt: skip
+def test_a_group_that_cannot_hold_the_named_configuration_is_refused(
+    tmp_path, kind, change, fragment
+):
+    """A ranked or best configuration outside `among`, or an empty `among`, was a KeyError or a
+    ZeroDivisionError when judged ('could not judge'): refused at load, naming the field."""
+    raw = copy.deepcopy(RAW[kind][1])
+    raw["params"].update(change)
+    if kind == "ranking" and "order" in change:
+        raw["expected"] = change["order"]
+    refused(tmp_path, raw, "params", fragment)
+
+
+@pytest.mark.parametrize(
+    "expected, ok",
+    [
+        (lambda order: list(order), True),
+        (lambda order: [o.lower() for o in order], True),  # any spelling of the model
+        (lambda order: order[::-1], False),
+        (lambda order: order[:1], False),
+        (lambda order: [*order, "UNI|lora"], False),
+    ],
+)
+def test_a_rankings_expected_value_repeats_its_order(tmp_path, expected, ok):
+    """`expected` is what the report shows for a ranking, `params.order` what is judged: they
+    must name the same configurations in the same order."""
+    raw = next(copy.deepcopy(r) for r in _claims_of("ranking") if len(r["params"]["order"]) > 1)
+    raw["expected"] = expected(raw["params"]["order"])
+    if ok:
+        assert load_one(tmp_path, raw).id == raw["id"]
+    else:
+        refused(tmp_path, raw, "expected: must repeat params.order")
+
+
+PRINTED_KINDS = sorted(k for k, kind in KINDS.items() if base.Printed in kind.tolerances)
+
+
+@pytest.mark.parametrize("kind", PRINTED_KINDS)
+@pytest.mark.parametrize("units", [{}, {"decimals": 2, "step": 0.01}])
+def test_a_printed_tolerance_gives_exactly_one_unit(tmp_path, kind, units):
+    raw = copy.deepcopy(RAW[kind][1])
+    raw["tolerance"] = {"rule": "printed", **units}
+    refused(tmp_path, raw, "give exactly one of decimals and step")
+
+
+def _printed_verdict(monkeypatch, kind: str, tolerance: dict, offset: float) -> str:
+    """The verdict of a `kind` claim under a printed `tolerance` when the observed value (for
+    value_range: the lowest and the highest mean) lies `offset` outside the printed one."""
+    from harness.claimkinds import architecture, dataset
+
+    raw = copy.deepcopy(RAW[kind][1])
+    ctx = Context(load_results_set("paper"))
+    if kind == "value_range":
+        p = raw["params"]
+        means = [get_cell(ctx, c, p["dataset"], p["metric"]).mean
+                 for c in cl.TABLE3_CONFIGS if c.endswith("|" + p["method"])]  # fmt: skip
+        expected = [min(means) + offset, max(means) - offset]
+    else:
+        expected = 1000 if kind == "parameter_count" else 12.0
+        observed = expected - offset
+        monkeypatch.setattr(architecture, "_count", lambda *a: observed)
+        monkeypatch.setattr(dataset.data, "figure", lambda *a: observed)
+        monkeypatch.setattr(dataset, "data_absence", lambda ctx: None)
+    raw.update(expected=expected, tolerance={"rule": "printed", **tolerance})
+    fields = ("id", "statement", "source", "section", "kind", "needs", "tolerance", "params")
+    claim = KINDS[kind].validate(cl.Claim(*(raw[k] for k in fields), expected), "x")
+    return KINDS[kind].evaluate(claim, claim.args, ctx).status
+
+
+@pytest.mark.parametrize("kind", PRINTED_KINDS)
+@pytest.mark.parametrize("tolerance, unit", [({"step": 0.1}, 0.1), ({"decimals": 1}, 0.1),
+                                             ({"step": 10}, 10), ({"decimals": 0}, 1)])  # fmt: skip
+def test_a_printed_tolerance_reads_the_same_in_every_kind(monkeypatch, kind, tolerance, unit):
+    """`printed` with `step` or `decimals` allows half a unit of the last printed digit in every
+    kind that accepts it (dataset_figure read only decimals, parameter_count and value_range only
+    step)."""
+    assert _printed_verdict(monkeypatch, kind, tolerance, 0.3 * unit) == st.PASSED
+    assert _printed_verdict(monkeypatch, kind, tolerance, -0.3 * unit) == st.PASSED
+    assert _printed_verdict(monkeypatch, kind, tolerance, 0.8 * unit) == st.FAILED
+
+
+@pytest.mark.parametrize(
+    "observed, value, status",
+    [
+        (0.75, 0.1, st.PASSED),
+        (0.75, 0.0, st.FAILED),
+        (0.65, 0.1, st.FAILED),
+        (0.85, 0.0, st.PASSED),
+    ],
+)
+def test_smoke_above_chance_allows_its_absolute_tolerance(observed, value, status):
+    """The abs tolerance of smoke_above_chance was registered but never read."""
+    import types
+
+    import numpy as np
+
+    rs = types.SimpleNamespace(
+        name="s", manifest={"tier": "smoke"}, configurations=[("ResNet18", "end_to_end")],
+        datasets=["synthetic:a"], values=lambda *a: np.array([observed]),
+    )  # fmt: skip
+    claim = cl.Claim("c", "s", "-", "S", "smoke_above_chance", "run", {"rule": "abs", "value": value},
+                     {"method": "end_to_end"}, 0.8)  # fmt: skip
+    assert cl.evaluate(claim, Context(rs), strict=True).status == status
+
+
+@pytest.mark.parametrize("rules", [(base.FoldSpread, base.Order), (base.Exact, base.Exact)])
+def test_a_kind_cannot_register_two_tolerances_of_one_rule(rules):
+    with pytest.raises(ValueError, match="two tolerance models for rule"):
+        register("twice", needs="results", tolerances=rules)
+    assert "twice" not in KINDS

@@ -18,9 +18,8 @@ import yaml
 from harness import claims as cl
 from harness import stats as st
 from harness.claimkinds import cells
+from harness.claimkinds.base import RESULTS_NEEDS
 from harness.results import PAPER_SET, write_results_set
-
-NEEDS_RESULTS = ("results", "predictions", "run")
 
 
 def paper_rows() -> list[dict]:
@@ -35,7 +34,7 @@ def make_set(tmp_path, rows, predictions=None, manifest=None, name="test"):
 
 @pytest.fixture(scope="module")
 def result_claims() -> list[cl.Claim]:
-    return [c for c in cl.load_claims() if c.needs in NEEDS_RESULTS]
+    return [c for c in cl.load_claims() if c.needs in RESULTS_NEEDS]
 
 
 def verdicts(claims, folder) -> dict[str, str]:
@@ -515,3 +514,60 @@ def test_external_claims_are_not_run_with_their_reason():
     for claim in (c for c in cl.load_claims() if c.kind == "external"):
         v = cl.evaluate(claim, cl.build_context("paper"), strict=True).verdict
         assert v.status == st.NOT_RUN and claim.params["why"] in v.reason
+
+
+@pytest.mark.parametrize("said", [True, False])
+@pytest.mark.parametrize(
+    "diffs, found",
+    [([0.0] * 23 + GAINS, "significant"), ([0.0] * 30 + GAINS[:5], "not significant")],
+)
+def test_a_significance_claim_is_judged_both_ways(tmp_path, result_claims, said, diffs, found):
+    """`significant: false` was never checked (any p passed) and the text always said
+    "significant": the verdict and the text follow the observed p-value."""
+    import dataclasses
+
+    ctx = cl.build_context(make_set(tmp_path, rows_with_pairs(diffs)))
+    claim = next(c for c in result_claims if c.id == "t4.amibr.wilcoxon.lp-vs-lora")
+    claim = dataclasses.replace(claim, expected={"significant": said, "higher": "lora"})
+    v = cl.evaluate(claim, ctx, strict=True).verdict
+    agree = said == (found == "significant")
+    assert v.status == (st.PASSED if agree else st.FAILED), v.reason
+    assert f"{found} at alpha" in v.reason and f"not {found} at alpha" not in v.reason, v.reason
+
+
+def _smoke_set(configs: dict):
+    return types.SimpleNamespace(name="s", manifest={"tier": "smoke", "configs": configs})
+
+
+def _counter_claim(**params) -> cl.Claim:
+    params = {"counter": "forward_passes_per_image", **params}
+    return cl.Claim("c", "s", "-", "S", "run_counter", "run", {"rule": "exact"}, params, 1.0)
+
+
+@pytest.mark.parametrize("lacking", ["backbone_forward_images", "unique_images"])
+def test_a_forward_pass_counter_without_its_parts_is_not_run_naming_them(lacking):
+    counters = {"backbone_forward_images": 40, "unique_images": 20, "folds": 5}
+    del counters[lacking]
+    rs = _smoke_set({"UNI|linear_probe": {"settings": {"counters": counters}}})
+    v = cl.evaluate(_counter_claim(), cl.Context(rs), strict=True).verdict
+    assert v.status == st.NOT_RUN and lacking in v.reason and "UNI|linear_probe" in v.reason
+
+
+@pytest.mark.parametrize("method", ["linear_probe", "lora", "end_to_end"])
+def test_a_missing_forward_pass_counter_names_the_method_asked(method):
+    v = cl.evaluate(_counter_claim(method=method), cl.Context(_smoke_set({})), strict=True).verdict
+    assert v.status == st.NOT_RUN and f"no {cells.METHOD_WORDS[method]} configuration" in v.reason
+
+
+@pytest.mark.parametrize("name", ["lora.r", "r", "lora_r", "lora_config.r"])
+def test_a_deliberate_override_is_seen_under_any_name_of_the_setting(name):
+    """The smoke tier's override of a setting is recorded under one of its names: an alias too
+    (only the last segment of `setting` was looked at)."""
+    settings = {"tier": "full", "overrides": {name: 4}, "lora_config": {"r": 4}, "lora_r": 4}
+    rs = types.SimpleNamespace(
+        name="s", manifest={"tier": "full", "configs": {"UNI|lora": {"settings": settings}}}
+    )
+    params = {"setting": "lora.r", "aliases": ["lora_config.r", "lora_r"], "methods": ["lora"]}
+    claim = cl.Claim("c", "s", "-", "S", "protocol_setting", "run", {"rule": "exact"}, params, 8)
+    v = cl.evaluate(claim, cl.Context(rs), strict=True).verdict
+    assert v.status == st.NOT_RUN and "on purpose" in v.reason, v.reason

@@ -16,7 +16,7 @@ from harness import data, paths, splits, stats
 
 CLAIMS_FILE = paths.EXPECTED_RESULTS / "dataset.yaml"
 CLAIMS = yaml.safe_load(CLAIMS_FILE.read_text(encoding="utf-8"))["claims"]
-KINDS = cl.DATA_KINDS
+KINDS = cl.data_kinds()
 
 
 def unmarked_copy(synth_root, folder):
@@ -73,8 +73,8 @@ def test_dataset_claims_are_not_run_on_a_synthetic_tree(synth_root, claim):
 
 def test_every_kind_that_reads_the_data_tree_needs_data():
     """The synthetic-tree rule sits on needs: data; a data-reading kind without it is refused."""
-    assert {c["kind"] for c in CLAIMS} == set(cl.DATA_KINDS)
-    for kind in cl.DATA_KINDS:
+    assert {c["kind"] for c in CLAIMS} == set(cl.data_kinds())
+    for kind in cl.data_kinds():
         raw = {**CLAIMS[0], "kind": kind, "needs": "results"}
         with pytest.raises(
             cl.RegistryError, match=f"kind '{kind}' has needs 'data', not 'results'"

@@ -389,7 +389,7 @@ def test_roc_figure_has_the_user_model(monkeypatch, tmp_path):
 
 def test_whatif_lists_conclusion_kinds_the_registry_has():
     kinds = {c.kind for c in cl.load_claims()}
-    assert set(whatif.CONCLUSION_KINDS) <= kinds and set(whatif.INVENTORY_KINDS) <= kinds
+    assert set(whatif.conclusion_kinds()) <= kinds and set(whatif.inventory_kinds()) <= kinds
 
 
 def test_help_states_the_add_exit_status(capsys):

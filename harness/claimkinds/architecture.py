@@ -160,7 +160,7 @@ def parameter_count(claim: Claim, p: ParameterCount, ctx: Context) -> Verdict:
     tol = claim.tol
     n = _count(ctx, p.model_key, p.head)
     expected = float(claim.expected)
-    allowed = st.printed_tolerance(expected, float(tol.step or 1), tol.rel)
+    allowed = tol.half_width(expected)
     diff = n - expected
     head = p.head or "no head"
     text = (

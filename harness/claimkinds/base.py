@@ -28,6 +28,7 @@ from pydantic import (
     TypeAdapter,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
 from harness import paths, registry
@@ -35,6 +36,8 @@ from harness import stats as st
 from harness.results import METHODS, METRICS, TEST_SETS, ResultsSet
 
 NEEDS = ("data", "architecture", "results", "predictions", "weights", "run", "external")
+# The needs a results set decides: claims judged on --results (and compared by `claims --add`).
+RESULTS_NEEDS = ("results", "predictions", "run")
 
 
 class RegistryError(paths.InputError):
@@ -96,6 +99,11 @@ class Verdict:
 
 @dataclass(frozen=True)
 class ClaimResult:
+    """One claim and its verdict (what `harness.claims.evaluate` returns): `status` is the
+    verdict's; `confirmed_contradiction` a known contradiction that fails as the paper's own
+    evidence says; `evaluator_error` a claim the harness could not judge because of a bug;
+    `unexpected` what makes the exit status 1."""
+
     claim: Claim
     verdict: Verdict
 
@@ -208,6 +216,8 @@ def _group(value: Any) -> str | tuple[str, ...]:
         return _one_of("method or 'all'", ("all", *METHODS))(text)
 
     if isinstance(value, list | tuple):
+        if not value:
+            raise ValueError("an empty list ranges over nothing (give 'all', a method or a list)")
         return tuple(item(v) for v in value)
     return item(value)
 
@@ -223,6 +233,10 @@ class KindParams(BaseModel):
 
     def check_tolerance(self, tol: Tolerance) -> str | None:
         """A problem with this tolerance for these parameters (None: it fits)."""
+        return None
+
+    def check_expected(self, expected: Any) -> str | None:
+        """A problem with this (validated) expected value for these parameters (None: it fits)."""
         return None
 
 
@@ -267,12 +281,25 @@ class Relative(_Tolerance):
 
 
 class Printed(_Tolerance):
-    """Equal at the printed precision: `decimals` places, or within half a `step` (plus `rel`)."""
+    """Equal at the printed precision: the last printed digit is given as `decimals` places or as
+    a `step` (exactly one of them); `rel` widens it to a share of the printed value."""
 
     rule: Literal["printed"]
     decimals: int | None = Field(None, ge=0)
     step: float | None = Field(None, gt=0)
     rel: float = Field(0.0, ge=0)
+
+    @model_validator(mode="after")
+    def _one_unit(self) -> Printed:
+        if (self.decimals is None) == (self.step is None):
+            raise ValueError("give exactly one of decimals and step (the printed last digit)")
+        return self
+
+    def half_width(self, expected: float) -> float:
+        """How far a value may lie from the printed `expected` (same unit): half a unit of the
+        last printed digit, or `rel` * |expected|, whichever is larger (stats.printed_tolerance)."""
+        unit = self.step if self.step is not None else 10.0**-self.decimals
+        return st.printed_tolerance(float(expected), unit, self.rel)
 
 
 class FoldSpread(_Tolerance):
@@ -325,6 +352,11 @@ def same_value(a, b) -> bool:
 
 
 # ------------------------------------------------------------------------------- the registry
+def _rule(tolerance: type[_Tolerance]) -> str:
+    """The rule name a tolerance model answers to (its `rule` literal)."""
+    return tolerance.model_fields["rule"].annotation.__args__[0]
+
+
 @dataclass(frozen=True)
 class Kind:
     """One claim kind: what its claims carry and the function that judges them."""
@@ -344,7 +376,7 @@ class Kind:
 
     @property
     def rules(self) -> tuple[str, ...]:
-        return tuple(t.model_fields["rule"].annotation.__args__[0] for t in self.tolerances)
+        return tuple(map(_rule, self.tolerances))
 
     def validate(self, claim: Claim, where: str) -> Claim:
         """The claim with `args` and `tol` filled in; RegistryError naming `where` and the field."""
@@ -366,14 +398,25 @@ class Kind:
         else:
             model = self.tolerances[self.rules.index(rule)]
             tol = _parse(model, claim.tolerance, "tolerance", problems)
-        _parse(TypeAdapter(self.expected), claim.expected, "expected", problems, strict=True)
+        n_problems = len(problems)
+        expected = _parse(
+            TypeAdapter(self.expected), claim.expected, "expected", problems, strict=True
+        )
         if args is not None and tol is not None:
             clash = args.check_tolerance(tol)
             if clash:
                 problems.append(clash)
+        if args is not None and len(problems) == n_problems:
+            clash = args.check_expected(expected)
+            if clash:
+                problems.append(clash)
         if problems:
             raise RegistryError(f"{where}: " + "; ".join(problems))
-        return replace(claim, args=args, tol=tol)
+        # the parsed value (a quoted '0.7474' is the number 0.7474); a mapping read into a pydantic
+        # model (significance's SignificanceExpected) stays the mapping as written
+        if isinstance(expected, BaseModel):
+            expected = claim.expected
+        return replace(claim, args=args, tol=tol, expected=expected)
 
 
 KINDS: dict[str, Kind] = {}
@@ -392,6 +435,11 @@ def register(
     """Decorator: `fn(claim, params, ctx) -> Verdict` judges the claims of kind `name`."""
     if needs not in NEEDS:
         raise ValueError(f"kind {name!r}: needs {needs!r} is not one of {', '.join(NEEDS)}")
+
+    rules = [_rule(t) for t in tolerances]
+    twice = sorted({r for r in rules if rules.count(r) > 1})
+    if twice:
+        raise ValueError(f"kind {name!r}: two tolerance models for rule(s) {', '.join(twice)}")
 
     def add(fn: Callable[[Claim, Any, Context], Verdict]) -> Callable:
         if name in KINDS:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from harness import stats as st
 from harness.claimkinds.base import (
@@ -216,6 +216,17 @@ class Significance(KindParams):
     n_x: int | None = Field(None, ge=1)
     n_y: int | None = Field(None, ge=1)
 
+    @model_validator(mode="after")
+    def _sizes_of_its_test(self) -> Significance:
+        foreign = ("n_x", "n_y") if self.test == "wilcoxon" else ("n",)
+        given = [f for f in foreign if f in self.model_fields_set]
+        if given:
+            raise ValueError(
+                f"{', '.join(given)} is not a sample size of test {self.test!r} "
+                f"({'n' if self.test == 'wilcoxon' else 'n_x, n_y'} is)"
+            )
+        return self
+
 
 class SignificanceExpected(BaseModel):
     """What the paper says of a test: significant or not (None: the p-value is lost from the
@@ -241,8 +252,8 @@ def significance(claim: Claim, p: Significance, ctx: Context) -> Verdict:
     expected = SignificanceExpected.model_validate(claim.expected or {})
     dataset, metric, x_m, y_m = p.dataset, p.metric, p.x, p.y
     rs = results_of(ctx)
-    xs = get_cells(ctx, group(x_m, ctx), dataset, metric)
-    ys = get_cells(ctx, group(y_m, ctx), dataset, metric)
+    xs = get_cells(ctx, group(x_m, ctx), dataset, metric, claim.tol.min_folds)
+    ys = get_cells(ctx, group(y_m, ctx), dataset, metric, claim.tol.min_folds)
     if p.test == "wilcoxon":
         pairs_x, pairs_y = [], []
         for cx in xs:
@@ -307,10 +318,14 @@ def significance(claim: Claim, p: Significance, ctx: Context) -> Verdict:
             f"{shown}, not {METHOD_WORDS[expected.higher]}; {text}",
             details,
         )
-    if expected.significant is True and not res.significant(alpha):
-        return Verdict(st.FAILED, observed, f"not significant at alpha {alpha}; {text}", details)
+    found = "significant" if res.significant(alpha) else "not significant"
+    if expected.significant is not None and expected.significant != res.significant(alpha):
+        said = "significant" if expected.significant else "not significant"
+        return Verdict(
+            st.FAILED, observed, f"{found} at alpha {alpha}, the paper says {said}; {text}", details
+        )
     if expected.significant is None:
         text += " (the paper's p-value is lost from the text; only the direction is judged)"
     else:
-        text += f" (significant at alpha {alpha}, an assumed threshold)"
+        text += f" ({found} at alpha {alpha}, an assumed threshold)"
     return Verdict(st.PASSED, observed, text, details)

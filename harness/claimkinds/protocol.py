@@ -94,9 +94,10 @@ def protocol_setting(claim: Claim, p: ProtocolSetting, ctx: Context) -> Verdict:
     seen, wrong, unknown, overridden = {}, [], [], {}
     for name, entry in entries.items():
         changed = entry["settings"].get("overrides") or {}
-        last = p.setting.rpartition(".")[2]
-        if last in changed:  # a tier (smoke) that departs from the protocol on purpose
-            overridden[name] = changed[last]
+        # a tier (smoke) that departs from the protocol on purpose, under any name of the setting
+        hit = next((n for k in keys for n in (k, k.rpartition(".")[2]) if n in changed), None)
+        if hit is not None:
+            overridden[name] = changed[hit]
             continue
         for key in keys:
             try:

@@ -60,8 +60,17 @@ def smoke_above_chance(claim: Claim, p: SmokeAboveChance, ctx: Context) -> Verdi
         raise NotRun(f"the results set holds no {METHOD_WORDS[method]} rows on {prefix}* test sets")
     observed = round(min(per_set.values()), 4)
     detail = ", ".join(f"{k} {v:.3f}" for k, v in sorted(per_set.items()))
-    ok = observed >= float(claim.expected)
-    return Verdict(st.PASSED if ok else st.FAILED, observed, f"fold-mean {metric}: {detail}")
+    floor = float(claim.expected) - claim.tol.value
+    ok = observed >= floor
+    return Verdict(
+        st.PASSED if ok else st.FAILED,
+        observed,
+        f"fold-mean {metric}: {detail} (needs >= {floor:g})",
+    )
+
+
+# the counters a configuration records for forward_passes_per_image: backbone passes, images
+RUN_COUNTERS = ("backbone_forward_images", "unique_images")
 
 
 class RunCounter(KindParams):
@@ -82,7 +91,13 @@ def run_counter(claim: Claim, p: RunCounter, ctx: Context) -> Verdict:
         for key, entry in (rs.manifest.get("configs") or {}).items():
             counts = ((entry or {}).get("settings") or {}).get("counters") or {}
             if key.endswith("|" + p.method) and counts:
-                passes, unique = counts["backbone_forward_images"], counts["unique_images"]
+                lacking = [k for k in RUN_COUNTERS if k not in counts]
+                if lacking:
+                    raise NotRun(
+                        f"the run manifest's counters of {key} lack {', '.join(lacking)} "
+                        "(configs[...].settings.counters)"
+                    )
+                passes, unique = (counts[k] for k in RUN_COUNTERS)
                 ratios[key] = passes / max(unique, 1)
                 parts.append(
                     f"{key}: {passes} backbone passes for {unique} images and "
@@ -94,7 +109,9 @@ def run_counter(claim: Claim, p: RunCounter, ctx: Context) -> Verdict:
                     )
                 )
         if not ratios:
-            raise NotRun("no linear-probe configuration recorded its forward-pass counter")
+            raise NotRun(
+                f"no {METHOD_WORDS[p.method]} configuration recorded its forward-pass counter"
+            )
         observed = max(ratios.values())
         text = "; ".join(parts)
         ok = observed <= float(claim.expected)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, TypeAdapter, model_validator
 
 from harness import stats as st
 from harness.claimkinds.base import (
@@ -158,6 +158,22 @@ def _judge_order(cells: list[Cell], order: list[str], k: float, sign: int) -> tu
     return (st.FAILED if hard else st.INCONCLUSIVE), "; ".join(notes)
 
 
+def _outside(configs: list[str], among) -> list[str]:
+    """The configurations ('<model>|<method>', canonical) that the group `among` cannot hold:
+    'all' holds every one; a method its configurations; a list its configurations and those of
+    its methods."""
+    if among == "all":
+        return []
+    items = (among,) if isinstance(among, str) else among
+    return [c for c in configs if c not in items and c.partition("|")[2] not in items]
+
+
+def _refuse_outside(configs: list[str], among, field: str) -> None:
+    outside = _outside(configs, among)
+    if outside:
+        raise ValueError(f"{field} names {', '.join(outside)}, which `among` ({among!r}) excludes")
+
+
 def _ranking_text(cells: list[Cell], sign: int, top: int) -> str:
     ranked = sorted(cells, key=lambda c: -sign * c.mean)[:top]
     return ", ".join(f"{i}. {c.label} {f4(c.mean)}" for i, c in enumerate(ranked, 1))
@@ -172,6 +188,21 @@ class Ranking(KindParams):
     order: list[Config]
     among: Group = "all"
     from_: Literal["top", "bottom"] = Field("top", alias="from")
+
+    @model_validator(mode="after")
+    def _order_in_among(self) -> Ranking:
+        _refuse_outside(list(self.order), self.among, "order")
+        return self
+
+    def check_expected(self, expected) -> str | None:
+        """`expected` repeats `order` (the report shows it): they must name the same ranking."""
+        try:
+            same = TypeAdapter(list[Config]).validate_python(expected) == list(self.order)
+        except ValueError:
+            same = False
+        if not same:
+            return f"expected: must repeat params.order {list(self.order)} (got {expected!r})"
+        return None
 
 
 @register("ranking", Ranking, needs="results", tolerances=(Order,), expected=list, comparative=True)
@@ -197,6 +228,11 @@ class Maximum(KindParams):
     metric: Metric
     config: Config
     among: Group = "all"
+
+    @model_validator(mode="after")
+    def _config_in_among(self) -> Maximum:
+        _refuse_outside([self.config], self.among, "config")
+        return self
 
 
 @register(
@@ -244,10 +280,10 @@ def value_range(claim: Claim, p: ValueRange, ctx: Context) -> Verdict:
     """Every configuration of a strategy lies in the printed range [lo, hi] (printed precision)."""
     cells = get_cells(ctx, group(p.method, ctx), p.dataset, p.metric, claim.tol.min_folds)
     lo, hi = (float(x) for x in claim.expected)
-    half = float(claim.tol.step or 0.01) / 2
+    half_lo, half_hi = claim.tol.half_width(lo), claim.tol.half_width(hi)
     low_c, high_c = min(cells, key=lambda c: c.mean), max(cells, key=lambda c: c.mean)
     observed = f"{f4(low_c.mean)} ({low_c.model}) to {f4(high_c.mean)} ({high_c.model})"
-    outside = [c for c in cells if not (lo - half <= c.mean < hi + half)]
+    outside = [c for c in cells if not (lo - half_lo <= c.mean < hi + half_hi)]
     if outside:
         names = ", ".join(f"{c.label} {f4(c.mean)}" for c in outside)
         return Verdict(
