@@ -12,6 +12,7 @@ from harness import claims as cl
 from harness import precision, regression, report
 from harness.results import (
     FAST_FILE,
+    METHODS,
     PAPER_SET,
     ResultsError,
     load_results_set,
@@ -177,3 +178,14 @@ def test_update_baseline_keeps_the_new_sets_fast_runs_and_no_stale_ones(
     assert (baseline / FAST_FILE).is_file() == new_fast
     assert updated.fast == source.fast
     assert updated.manifest.get("fast_configs", {}) == source.manifest.get("fast_configs", {})
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_the_comparison_names_a_configuration_as_the_rest_of_the_report(method):
+    """'UNI (LoRA)', 'UNI (end-to-end)': `claims.config_label`, not the method's key."""
+    row = {"config": f"UNI|{method}", "faithful": "fp32", "fast": "bf16", "dataset": "AMi-Br",
+           "folds": [1], "speedup": None, "seconds_per_fold_faithful": None,
+           "seconds_per_fold_fast": None}  # fmt: skip
+    for metric in precision.COMPARED:
+        row |= {f"{metric}_faithful": 0.8, f"{metric}_fast": 0.7, f"{metric}_delta": -0.1}
+    assert precision.cells(row)[0] == cl.config_label("UNI", method)
