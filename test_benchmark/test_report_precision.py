@@ -31,7 +31,7 @@ def claims():
 
 
 def carrying(folder, shift: float):
-    """The paper's own set, written again with a bf16 run of EfficientNetV2 (end to end) whose
+    """The paper's own set, written again with a bf16 run of EfficientNetV2 (end-to-end) whose
     balanced accuracy is the paper's + `shift` on every fold."""
     paper = load_results_set("paper")
     manifest = json.loads((PAPER_SET / "manifest.json").read_text())
@@ -88,7 +88,7 @@ def test_a_verdict_the_fast_rows_flip_is_named_with_both_verdicts(tmp_path, clai
     md = text["md"]
     assert "## Faithful vs fast precision" in md
     assert (
-        f"| EfficientNetV2 (end to end) | paper/fp32 | paper/bf16 | AMi-Br | 5 | {bacc:.4f} → "
+        f"| EfficientNetV2 (end-to-end) | paper/fp32 | paper/bf16 | AMi-Br | 5 | {bacc:.4f} → "
         f"{bacc - 0.1:.4f} | -0.1000 |" in md
     )
     assert "| 100.0 | 40.0 | 2.50× |" in md
