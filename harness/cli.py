@@ -91,6 +91,15 @@ def _text(text: str) -> None:
         raise InputError(f"{text!r}: must not be blank")
 
 
+def _report_format(text: str) -> None:
+    # harness.report.FORMATS, imported only when --format is given (the claims command imports
+    # the report package anyway; other commands, and --help, stay light)
+    from harness.report import FORMATS
+
+    if text not in FORMATS:
+        raise InputError(f"{text!r} is not a report format (one of: {', '.join(FORMATS)})")
+
+
 def _results_set(text: str) -> None:
     if text != "paper":
         paths.input_dir(text)
@@ -147,6 +156,7 @@ STORE_TO_READ = _checked(paths.input_dir, must_exist=False)
 DATA_ROOT = _checked(paths.data_root)
 WEIGHTS_DIR = _checked(paths.weights_dir)
 RESULTS_SET = _checked(_results_set)
+REPORT_FORMAT = _checked(_report_format)
 TEXT = _checked(_text)
 CONFIG = _checked(_config_name)
 FOLDS = _checked(_folds)
@@ -476,7 +486,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     claims.add_argument(
         "--format",
-        choices=["text", "md", "json", "junit", "html"],
+        type=REPORT_FORMAT,
+        metavar="FORMAT",
         help="one format only, printed unless --out or --out-dir is given: text (one line per "
         "claim), md or html (with a forest plot of Table 3 and, for sets with per-image "
         "predictions, ROC curves and prediction-level analyses), json, junit. Default: a short "

@@ -266,14 +266,16 @@ def comparison_md(rows: list[dict[str, Any]]) -> str:
 
 
 def cells(r: Mapping[str, Any]) -> list[str]:
-    """One `compare_runs` row as table cells: configuration ('UNI (lora)'), faithful, fast, test set, folds,
-    balanced accuracy 'a → b', Δ, AUROC 'a → b', Δ, s/fold faithful, s/fold fast, speed-up."""
+    """One `compare_runs` row as table cells: configuration ('UNI (LoRA)', `claims.config_label`),
+    faithful, fast, test set, folds, balanced accuracy 'a → b', Δ, AUROC 'a → b', Δ, s/fold
+    faithful, s/fold fast, speed-up."""
+    from harness.claims import config_label
 
     def num(x, fmt):
         return "–" if x is None else format(x, fmt)
 
     model, _, method = r["config"].rpartition("|")
-    name = f"{model} ({method.replace('_', ' ')})"
+    name = config_label(model, method)
     out = [name, r["faithful"], r["fast"], r["dataset"], str(len(r["folds"]))]
     for metric in COMPARED:
         out += [

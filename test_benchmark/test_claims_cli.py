@@ -106,6 +106,44 @@ def test_regression_header_names_both_sets_by_name_and_path(quick_registry, tmp_
         assert code == 0 and f"paper ({new}) against paper ({old})" in head, head
 
 
+@pytest.mark.parametrize(
+    ("out", "fmt", "shape"),
+    [("-", None, "# Regression check"), ("-", "json", '"summary"'),
+     ("diff.json", None, '"summary"'), ("diff.txt", None, "Regression check"),
+     ("diff.md", None, "# Regression check"), ("diff.json", "text", "Regression check")],
+)  # fmt: skip
+def test_the_regression_check_writes_where_and_as_asked(
+    quick_registry, tmp_path, capsys, monkeypatch, out, fmt, shape
+):
+    """--format, else the suffix of --out, else md; `--out -` prints (no file named '-')."""
+    monkeypatch.chdir(tmp_path)
+    argv = ["--against", "paper", "--out", out, *(["--format", fmt] if fmt else [])]
+    code, printed, _ = claims(capsys, *argv)
+    text = printed if out == "-" else (tmp_path / out).read_text()
+    assert code == 0 and not (tmp_path / "-").exists()
+    if shape == '"summary"':
+        assert json.loads(text)["summary"]["same"] > 0
+    else:
+        assert text.startswith(shape), text[:80]
+
+
+@pytest.mark.parametrize("argv", [["--out", "diff.xml"], ["--out", "diff.html"],
+                                  ["--format", "junit"], ["--out", "x.json", "--format", "html"]])  # fmt: skip
+def test_the_regression_check_refuses_a_format_before_judging(
+    quick_registry, tmp_path, capsys, monkeypatch, argv
+):
+    """junit and html are refused before the old set is judged; nothing is written."""
+    monkeypatch.chdir(tmp_path)
+
+    def must_not_judge(*args):
+        raise AssertionError("the old set was judged although the format is refused")
+
+    monkeypatch.setattr(sys.modules["harness.report.compare"], "evaluate_all", must_not_judge)
+    code, out, err = claims(capsys, "--against", "paper", *argv)
+    assert code == 2 and "--against writes md, text or json, not " in err and out == ""
+    assert [p.name for p in tmp_path.iterdir() if not p.name.startswith(".")] == []
+
+
 def bad_registry(tmp_path, monkeypatch):
     (tmp_path / "reg").mkdir()
     (tmp_path / "reg" / "x.yaml").write_text(f"paper: {cl.PAPER_VERSION}\nclaims: [{{id: a}}]\n")

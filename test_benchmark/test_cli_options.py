@@ -75,6 +75,7 @@ BAD = {  # validator -> (bad value, what the one line must say besides the optio
         (_UNDER_FILE, "a-file is a file, expected a folder"),
     ],
     cli.KEY_VALUE: [("qos", "expected KEY=VALUE"), ("=high", "expected KEY=VALUE")],
+    cli.REPORT_FORMAT: [("pdf", "is not a report format (one of: text, md, json, junit, html)")],
     cli.NON_NEGATIVE_NUMBER: [("-1", "at least 0"), ("nan", "at least 0"), ("x", "not a number")],
     cli.POSITIVE_NUMBER: [("0", "more than 0"), ("-2", "more than 0"), ("x", "not a number")],
     cli.POSITIVE: [("0", "at least 1"), ("-3", "at least 1"), ("many", "not a whole number")],
@@ -354,3 +355,12 @@ def test_a_results_set_with_several_bad_rows_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
     assert "fold_metrics.csv" in err and "problem(s)" in err
+
+
+def test_claims_takes_the_formats_of_the_report_package(monkeypatch) -> None:
+    """`claims --format` accepts what harness.report.FORMATS lists (no second list to keep)."""
+    from harness import report
+
+    monkeypatch.setattr(report, "FORMATS", (*report.FORMATS, "tex"))
+    args = cli.build_parser().parse_args(["claims", "--format", "tex"])
+    assert args.format == "tex"

@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import copy
 import json
+import re
+from dataclasses import replace
 from xml.etree import ElementTree as ET
 
 import pytest
+import yaml
 
 from harness import claims as cl
 from harness import report
 from harness import stats as st
+from harness.results import METHODS, ResultsError
+
+NOT_RUN = cl.Verdict(st.NOT_RUN, reason="not judged here")
 
 
 @pytest.fixture(scope="module")
@@ -74,17 +81,42 @@ def test_html_embeds_the_plot(judged, tmp_path):
     assert "Deviation ledger" in text
 
 
-def test_cli_exit_codes(tmp_path, capsys):
-    args = argparse.Namespace(
-        results=str(tmp_path / "missing"), format="json", out=None, data_root=None, weights_dir=None
-    )
-    assert report.cli_claims(args) == 2
-    assert "does not exist" in capsys.readouterr().err
+def bad_manifest(tmp_path, monkeypatch):
+    from harness.results import write_results_set
+
+    row = {"model": "UNI", "method": "lora", "dataset": "AMi-Br", "fold": 1,
+           "balanced_accuracy": 0.5, "auroc": 0.75, "pr_auc": ""}  # fmt: skip
+    folder = write_results_set(tmp_path / "set", [row], manifest={"name": "s"})
+    (folder / "manifest.json").write_text(json.dumps({"configs": {"UNI|lora": {"settings": 8}}}))
+    return ["--results", str(folder)], ResultsError, "manifest.json: 1 problem(s)"
+
+
+def broken_registry(tmp_path, monkeypatch):
+    (tmp_path / "reg").mkdir()
+    (tmp_path / "reg" / "x.yaml").write_text(f"paper: {cl.PAPER_VERSION}\nclaims: [{{id: a}}]\n")
+    monkeypatch.setattr(report.command, "load_claims", lambda: cl.load_claims(tmp_path / "reg"))
+    return [], cl.RegistryError, "x.yaml, claim 'a': missing field(s)"
+
+
+@pytest.mark.parametrize("make", [bad_manifest, broken_registry], ids=lambda f: f.__name__)
+def test_bad_input_reaches_the_one_line_of_cli_main(tmp_path, monkeypatch, capsys, make):
+    """cli_claims leaves bad input (ResultsError, RegistryError) to `cli.main`: one line, exit 2,
+    and with AMIBR_DEBUG=1 the exception itself, as for every command."""
+    from harness import cli
+
+    argv, error, says = make(tmp_path, monkeypatch)
+    argv = ["claims", *argv, "--format", "json"]
+    monkeypatch.delenv("AMIBR_DEBUG", raising=False)
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert says in err and err.startswith("amibr-bench: ") and err.count("\n") == 1
+    monkeypatch.setenv("AMIBR_DEBUG", "1")
+    with pytest.raises(error, match=re.escape(says)):
+        cli.main(argv)
 
 
 def test_evaluator_errors_are_shown_and_set_the_exit_code(monkeypatch, tmp_path, capsys):
     """A claim the harness could not judge is listed on its own line and makes `claims` exit 1."""
-    import argparse
     import dataclasses
 
     from harness import claims, report
@@ -155,3 +187,136 @@ def test_roc_figure_only_with_predictions(tmp_path, judged):
     text = report.render([], ctx, "md", tmp_path / "out" / "claims.md")
     assert (tmp_path / "out" / "claims-roc.png").stat().st_size > 10_000
     assert "![Fold-averaged ROC curves per test set](claims-roc.png)" in text
+
+
+# ------------------------------------------------------- claims as written vs as validated
+def _table3_raw() -> list[dict]:
+    """The 12 Table 3 claims of EfficientNetV2 (end-to-end), as written in table3.yaml."""
+    file = next(f for f in cl.claim_files() if f.name == "table3.yaml")
+    raws = yaml.safe_load(file.read_text(encoding="utf-8"))["claims"]
+    return [r for r in raws if r["params"]["model"] == "EfficientNetV2"]
+
+
+def _quote(raw):
+    raw["expected"] = str(raw["expected"])
+
+
+def _no_stat(raw):
+    if raw["params"]["stat"] == "mean":
+        del raw["params"]["stat"]  # the default of table_cell
+
+
+def _lower_model(raw):
+    raw["params"]["model"] = raw["params"]["model"].lower()
+
+
+def _wider(raw):
+    if raw["tolerance"]["rule"] == "fold_spread":
+        raw["tolerance"]["k"] = 3
+
+
+WRITTEN_AS = {  # every way a claim may be written that validation reads the same
+    "as printed": lambda raw: None,
+    "expected quoted": _quote,
+    "stat omitted": _no_stat,
+    "model in lower case": _lower_model,
+    "tolerance k 3": _wider,
+}
+
+
+def _judge_registry(tmp_path, change) -> tuple[list, cl.Context]:
+    raws = copy.deepcopy(_table3_raw())
+    for raw in raws:
+        change(raw)
+    (tmp_path / "reg").mkdir()
+    (tmp_path / "reg" / "table3.yaml").write_text(
+        yaml.safe_dump({"paper": cl.PAPER_VERSION, "claims": raws}), encoding="utf-8"
+    )
+    ctx = cl.build_context("paper")
+    return cl.evaluate_all(cl.load_claims(tmp_path / "reg"), ctx), ctx
+
+
+@pytest.mark.parametrize("written", list(WRITTEN_AS))
+def test_the_report_reads_claims_as_validated(tmp_path, written):
+    """The report reads each claim's typed parameters and tolerance (claim.args, claim.tol), as
+    the evaluators do: a quoted expected value, an omitted default `stat` or a model name in
+    another case renders in md and html, with the row in the Table 3 view."""
+    results, ctx = _judge_registry(tmp_path, WRITTEN_AS[written])
+    assert len(results) == 12 and all(r.status == st.PASSED for r in results)
+    row = "EfficientNetV2 (end-to-end) | 0.7474 ± 0.0167 → 0.7474 ± 0.0167"
+    md = report.to_markdown(results, ctx, [])
+    assert row in md
+    page = report.to_html(results, ctx, [])
+    assert "0.7474 ± 0.0167</span><br>→ <span class='nw'>0.7474 ± 0.0167" in page
+    for r in results:
+        assert report.format_expected(r) == f"{float(r.claim.expected):.4f}"
+    assert "0.7474 ± 0.0167" in report.render(results, ctx, "md", tmp_path / "r.md")
+
+
+@pytest.mark.parametrize("written", list(WRITTEN_AS))
+def test_the_forest_plot_draws_the_band_each_verdict_used(tmp_path, monkeypatch, written):
+    """Each Table 3 mean's band in the forest plot is the interval its verdict was judged with
+    (details low/high), whatever k, floor or spelling the claim was written with."""
+    results, ctx = _judge_registry(tmp_path, WRITTEN_AS[written])
+    drawn = []
+    monkeypatch.setattr(report.figures, "_save", lambda fig, title, path: drawn.append(fig))
+    report.forest_plot(results, ctx, tmp_path / "f.png")
+    lines = [line for ax in drawn[0].axes for line in ax.lines if line.get_linewidth() == 6]
+    bands = sorted(x for line in lines for x in line.get_xdata())
+    means = [r for r in results if r.claim.args.stat == "mean"]
+    want = sorted(r.verdict.details[end] for r in means for end in ("low", "high"))
+    assert len(means) == len(lines) == 6 and bands == pytest.approx(want)
+
+
+def _quoted(value):
+    if isinstance(value, bool) or not isinstance(value, int | float | list | dict):
+        return value
+    if isinstance(value, list):
+        return [_quoted(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _quoted(v) for k, v in value.items()}
+    return str(value)
+
+
+KIND_RAW = {}  # kind -> its first claim in expected_results/, as written
+for _file in cl.claim_files():
+    for _raw in yaml.safe_load(_file.read_text(encoding="utf-8"))["claims"]:
+        KIND_RAW.setdefault(_raw["kind"], _raw)
+
+
+@pytest.mark.parametrize("kind", sorted(KIND_RAW))
+def test_expected_reads_the_same_as_written_quoted_or_parsed(tmp_path, kind):
+    """For every kind, `format_expected` gives one text for the expected value as written, with
+    its numbers quoted, and as the kind's type parses it (a float, a pydantic model)."""
+    from pydantic import TypeAdapter
+
+    raw = KIND_RAW[kind]
+    (tmp_path / "x.yaml").write_text(
+        yaml.safe_dump({"paper": cl.PAPER_VERSION, "claims": [raw]}), encoding="utf-8"
+    )
+    claim = cl.load_claims(tmp_path)[0]
+    parsed = TypeAdapter(cl.KINDS[kind].expected).validate_python(raw["expected"])
+    texts = {
+        report.format_expected(cl.ClaimResult(replace(claim, expected=e), NOT_RUN))
+        for e in (raw["expected"], _quoted(raw["expected"]), parsed)
+    }
+    assert len(texts) == 1 and "None" not in texts.pop()
+
+
+@pytest.mark.parametrize("higher", [None, *METHODS])
+def test_a_significance_claim_names_the_higher_strategy_in_the_claims_words(higher):
+    claim = next(c for c in cl.load_claims() if c.kind == "significance")
+    expected = {"significant": True, "higher": higher}
+    text = report.format_expected(cl.ClaimResult(replace(claim, expected=expected), NOT_RUN))
+    assert "None" not in text and text.startswith("significant (p < 0.05)")
+    assert text.endswith(f"; {cl.METHOD_WORDS[higher]} higher" if higher else "(p < 0.05)")
+
+
+@pytest.mark.parametrize("fmt", ["md", "html"])
+def test_render_writes_beside_the_file_only_what_it_links(judged, tmp_path, fmt):
+    """md links its figures, drawn beside it; html embeds them, so it is the only file written."""
+    results, ctx = judged
+    out = tmp_path / f"r.{fmt}"
+    report.render(results, ctx, fmt, out)
+    written = sorted(p.name for p in tmp_path.iterdir())
+    assert written == (["r-forest.png", "r.md"] if fmt == "md" else ["r.html"])

@@ -12,6 +12,7 @@ from harness import claims as cl
 from harness import precision, regression, report
 from harness.results import (
     FAST_FILE,
+    METHODS,
     PAPER_SET,
     ResultsError,
     load_results_set,
@@ -30,7 +31,7 @@ def claims():
 
 
 def carrying(folder, shift: float):
-    """The paper's own set, written again with a bf16 run of EfficientNetV2 (end to end) whose
+    """The paper's own set, written again with a bf16 run of EfficientNetV2 (end-to-end) whose
     balanced accuracy is the paper's + `shift` on every fold."""
     paper = load_results_set("paper")
     manifest = json.loads((PAPER_SET / "manifest.json").read_text())
@@ -87,7 +88,7 @@ def test_a_verdict_the_fast_rows_flip_is_named_with_both_verdicts(tmp_path, clai
     md = text["md"]
     assert "## Faithful vs fast precision" in md
     assert (
-        f"| EfficientNetV2 (end to end) | paper/fp32 | paper/bf16 | AMi-Br | 5 | {bacc:.4f} → "
+        f"| EfficientNetV2 (end-to-end) | paper/fp32 | paper/bf16 | AMi-Br | 5 | {bacc:.4f} → "
         f"{bacc - 0.1:.4f} | -0.1000 |" in md
     )
     assert "| 100.0 | 40.0 | 2.50× |" in md
@@ -177,3 +178,14 @@ def test_update_baseline_keeps_the_new_sets_fast_runs_and_no_stale_ones(
     assert (baseline / FAST_FILE).is_file() == new_fast
     assert updated.fast == source.fast
     assert updated.manifest.get("fast_configs", {}) == source.manifest.get("fast_configs", {})
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_the_comparison_names_a_configuration_as_the_rest_of_the_report(method):
+    """'UNI (LoRA)', 'UNI (end-to-end)': `claims.config_label`, not the method's key."""
+    row = {"config": f"UNI|{method}", "faithful": "fp32", "fast": "bf16", "dataset": "AMi-Br",
+           "folds": [1], "speedup": None, "seconds_per_fold_faithful": None,
+           "seconds_per_fold_fast": None}  # fmt: skip
+    for metric in precision.COMPARED:
+        row |= {f"{metric}_faithful": 0.8, f"{metric}_fast": 0.7, f"{metric}_delta": -0.1}
+    assert precision.cells(row)[0] == cl.config_label("UNI", method)

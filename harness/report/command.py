@@ -3,10 +3,7 @@ regression check; with --add, what a results set's rows change)."""
 
 from __future__ import annotations
 
-import sys
-
 from harness.claims import (
-    RegistryError,
     build_context,
     evaluate_all,
     load_claims,
@@ -17,24 +14,21 @@ from harness.report.compare import (
 from harness.report.writing import (
     write_requested,
 )
-from harness.results import ResultsError
 
 
 def cli_claims(args) -> int:
     """`amibr-bench claims`: judge every claim. Exit 0 = every verdict as expected, 1 = an
     unexpected verdict (ClaimResult.unexpected: a failure, a known contradiction that passed, an
     evaluator error; with --against: a claim that got worse; with --add: a verdict that changes,
-    `harness.whatif`), 2 = bad input (InputError)."""
-    try:
-        ctx = build_context(
-            getattr(args, "results", "paper"),
-            getattr(args, "data_root", None),
-            getattr(args, "weights_dir", None),
-        )
-        claims = load_claims()
-    except (ResultsError, RegistryError) as exc:
-        print(f"amibr-bench: {exc}", file=sys.stderr)
-        return 2
+    `harness.whatif`), 2 = bad input: an InputError (a missing results set, a malformed claim
+    registry: ResultsError, RegistryError) is raised to `harness.cli.main`, which prints it as
+    one line (AMIBR_DEBUG=1: the traceback) and returns 2."""
+    ctx = build_context(
+        getattr(args, "results", "paper"),
+        getattr(args, "data_root", None),
+        getattr(args, "weights_dir", None),
+    )
+    claims = load_claims()
     if getattr(args, "add", None):
         from harness import whatif
 

@@ -13,6 +13,7 @@ import numpy as np
 from harness import PAPER, __version__
 from harness import stats as st
 from harness.claims import (
+    METHOD_WORDS,
     ClaimResult,
     Context,
     config_label,
@@ -66,6 +67,11 @@ REPORT_STEM = "claims"
 
 # ------------------------------------------------------------------------------ plain data
 def jsonable(x):
+    """`x` as plain JSON data: dict keys as text, tuples as lists, numpy scalars and arrays as
+    Python numbers and lists, paths as text, a pydantic model as its dict, a non-finite float
+    as None (JSON has no NaN)."""
+    if hasattr(x, "model_dump"):  # a pydantic model (e.g. a claim's parsed `expected`)
+        return jsonable(x.model_dump())
     if isinstance(x, dict):
         return {str(k): jsonable(v) for k, v in x.items()}
     if isinstance(x, list | tuple):
@@ -105,38 +111,62 @@ def result_dict(r: ClaimResult) -> dict:
     )
 
 
+def _number(x):
+    """A number given as text ('0.7474', '3720', as a YAML file may quote it) as a float or an
+    int; anything else unchanged."""
+    if isinstance(x, str):
+        for number in (int, float):
+            try:
+                return number(x)
+            except ValueError:
+                pass
+    return x
+
+
 def format_expected(r: ClaimResult) -> str:
-    """The paper's value in words ('307M', 'Virchow2 (LoRA) > ...', 'significant, LoRA higher')."""
-    c, e = r.claim, r.claim.expected
-    if c.kind in ("parameter_count",):
+    """The paper's value in words ('307M', 'Virchow2 (LoRA) > ...', 'significant, LoRA higher').
+
+    Reads the claim's typed parameters and tolerance (`claim.args`, `claim.tol`); `expected` may
+    be as written (a number possibly quoted as text, a mapping) or as parsed (a float, a pydantic
+    model): both read the same."""
+    c = r.claim
+    e = c.expected.model_dump() if hasattr(c.expected, "model_dump") else c.expected
+    e = [_number(x) for x in e] if isinstance(e, list | tuple) else _number(e)
+    numbers = isinstance(e, list) and all(isinstance(x, int | float) for x in e)
+    if c.kind == "parameter_count" and isinstance(e, int | float):
         return f"{e / 1e9:g}B" if e >= 1e9 else f"{e / 1e6:g}M"
-    if c.kind == "table_cell":
+    if c.kind == "table_cell" and isinstance(e, int | float):
         return f"{e:.4f}"
-    if c.kind == "value_range":
+    if c.kind == "value_range" and numbers and len(e) == 2:
         return f"{e[0]:.2f}–{e[1]:.2f}"
     if c.kind == "ranking":
-        first = " > ".join(config_label(*split_config(x)) for x in e)
-        return ("lowest: " if c.params.get("from") == "bottom" else "") + first
+        first = " > ".join(config_label(*split_config(str(x))) for x in e)
+        return ("lowest: " if getattr(c.args, "from_", "top") == "bottom" else "") + first
     if c.kind == "significance" and isinstance(e, dict):
+        alpha = getattr(c.tol, "alpha", st.ALPHA)
         sig = {
-            True: f"significant (p < {c.tolerance.get('alpha', st.ALPHA)})",
+            True: f"significant (p < {alpha:g})",
             None: "p-value lost from the text",
             False: "not significant",
         }[e.get("significant")]
-        higher = {"end_to_end": "baselines", "linear_probe": "linear probing", "lora": "LoRA"}
-        return f"{sig}; {higher.get(e.get('higher'), e.get('higher'))} higher"
+        higher = e.get("higher")
+        return sig if higher is None else f"{sig}; {METHOD_WORDS.get(higher, higher)} higher"
     if isinstance(e, float):
         return f"{e:g}"
     return str(e)
 
 
 def summary_counts(results: list[ClaimResult]) -> tuple[dict, str]:
+    """The number of claims per verdict (`count_statuses`: every status, zeros included) and the
+    same as one line, '40 passed · 0 failed · ... (120 claims)'."""
     counts = count_statuses(results)
     line = " · ".join(f"{n} {s}" for s, n in counts.items()) + f" ({len(results)} claims)"
     return counts, line
 
 
 def claim_sections(results: list[ClaimResult]) -> list[tuple[str, list[ClaimResult]]]:
+    """The results grouped by the claim's section, in the paper's order (SECTION_ORDER; unknown
+    sections after it, alphabetically); each group keeps the results' order."""
     groups: dict[str, list[ClaimResult]] = defaultdict(list)
     for r in results:
         groups[r.claim.section].append(r)
@@ -145,6 +175,7 @@ def claim_sections(results: list[ClaimResult]) -> list[tuple[str, list[ClaimResu
 
 
 def tally(items: list[ClaimResult]) -> str:
+    """The verdicts of `items` in words, zeros left out: '12 passed, 1 failed'."""
     return ", ".join(f"{n} {s}" for s, n in count_statuses(items).items() if n)
 
 
@@ -181,6 +212,9 @@ def _where(rs: ResultsSet) -> str:
 
 
 def set_description(ctx: Context) -> tuple[str, str]:
+    """(the results set as 'name (where)', with a note when its store also holds results of an
+    older version of some configurations; what produced it, `ResultsSet.protocol`), or ('none',
+    'no results set')."""
     rs = ctx.results
     if rs is None:
         return "none", "no results set"
@@ -195,6 +229,8 @@ def set_description(ctx: Context) -> tuple[str, str]:
 
 
 def cell_text(r: ClaimResult) -> str:
+    """What we observe, for a report's table: the verdict's reason ('not run: <reason>' for a
+    claim not run), else its observed value."""
     v = r.verdict
     if v.status == st.NOT_RUN:
         return f"not run: {v.reason}"
@@ -202,6 +238,8 @@ def cell_text(r: ClaimResult) -> str:
 
 
 def md_escape(text: str) -> str:
+    """`text` (anything, as str) safe inside a markdown table cell: '|' escaped, newlines as
+    spaces."""
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 

@@ -19,13 +19,13 @@ from harness.report.common import (
     jsonable,
     set_label,
 )
-from harness.report.writing import writing_to
-from harness.results import ResultsError
+from harness.report.writing import format_of, writing_to
 
 # ---------------------------------------------------------------------- regression check
 STANDING = {st.PASSED: 2, st.BETTER: 2, st.INCONCLUSIVE: 1, st.FAILED: 0}  # NOT_RUN: no standing
 CHANGES = ("regressed", "moved down", "improved", "moved up", "same", "not comparable")
 WORSE = ("regressed", "moved down")
+COMPARISON_FORMATS = ("md", "text", "json")  # what `claims --against` writes
 
 
 def compare(new: list[ClaimResult], old: list[ClaimResult]) -> list[dict]:
@@ -72,7 +72,7 @@ def compare(new: list[ClaimResult], old: list[ClaimResult]) -> list[dict]:
 
 def _shifted(new: ClaimResult, old: ClaimResult) -> bool:
     """A Table 3 mean whose folds (the same five on both sides) moved beyond their noise."""
-    if new.claim.kind != "table_cell" or new.claim.params.get("stat", "mean") != "mean":
+    if new.claim.kind != "table_cell" or new.claim.args.stat != "mean":
         return False
     a, b = (r.verdict.details.get("folds") or [] for r in (new, old))
     if len(a) != len(b) or len(a) < 2:
@@ -124,18 +124,27 @@ def comparison_text(rows: list[dict], new_name: str, old_name: str, fmt: str = "
 
 
 def cli_compare(args, ctx: Context, results: list[ClaimResult], claims) -> int:
-    """`claims --against OLD`: exit 1 when any claim got worse (regressed or moved down)."""
-    fmt = getattr(args, "format", "md") or "md"
-    if fmt not in ("md", "text", "json"):
-        raise ResultsError(f"--against writes md, text or json, not {fmt}")
+    """`claims --against OLD`: exit 1 when any claim got worse (regressed or moved down).
+
+    The format is --format, else the suffix of --out (`format_of`), else md; `--out -` prints.
+    A format other than md, text or json is refused (InputError, exit 2) before OLD is judged."""
+    out = getattr(args, "out", None)
+    to_file = bool(out) and out != "-"
+    fmt = getattr(args, "format", None) or (format_of(out) if to_file else "md")
+    if fmt not in COMPARISON_FORMATS:
+        raise paths.InputError(
+            f"--against writes {', '.join(COMPARISON_FORMATS[:-1])} or {COMPARISON_FORMATS[-1]}, "
+            f"not {fmt}"
+            + ("" if getattr(args, "format", None) else f" (the suffix of --out {out})")
+        )
     old_ctx = build_context(args.against, getattr(args, "data_root", None), ctx.weights_dir)
     rows = compare(results, evaluate_all(claims, old_ctx))
     names = [set_label(c.results) for c in (ctx, old_ctx)]
     text = comparison_text(rows, *names, fmt=fmt)
-    if getattr(args, "out", None):
-        with writing_to(args.out):
-            paths.atomic_write(args.out, text)
-        print(f"regression check written to {args.out}")
+    if to_file:
+        with writing_to(out):
+            paths.atomic_write(out, text)
+        print(f"regression check written to {out}")
     else:
         sys.stdout.write(text)
     return 1 if any(r["change"] in WORSE for r in rows) else 0

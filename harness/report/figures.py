@@ -30,19 +30,16 @@ VERDICT_COLOURS = {
 
 
 def _table3_expectations(results: list[ClaimResult]) -> dict:
-    """(model, method, dataset, metric) -> (expected mean, s_ref, n_ref, verdict of the mean)
-    from the Table 3 mean claims."""
+    """(model, method, dataset, metric) -> (expected mean, band, verdict of the mean) from the
+    Table 3 mean claims; band: the verdict's own tolerance interval (details 'low', 'high', as
+    `table_cell` judged it), None when the verdict has none (not run, inconclusive)."""
     out = {}
     for r in results:
         c = r.claim
-        if c.kind == "table_cell" and c.section == "Table 3" and c.params.get("stat") == "mean":
-            p = c.params
-            out[(p["model"], p["method"], p["dataset"], p["metric"])] = (
-                float(c.expected),
-                float(c.tolerance["s_ref"]),
-                int(c.tolerance["n_ref"]),
-                r.status,
-            )
+        if c.kind == "table_cell" and c.section == "Table 3" and c.args.stat == "mean":
+            p, d = c.args, r.verdict.details
+            band = (d["low"], d["high"]) if "low" in d and "high" in d else None
+            out[(p.model, p.method, p.dataset, p.metric)] = (float(c.expected), band, r.status)
     return out
 
 
@@ -56,9 +53,10 @@ def _pyplot():
 
 
 def forest_plot(results: list[ClaimResult], ctx: Context, path: Path) -> Path | None:
-    """Table 3 as a forest plot: fold values, observed mean, the paper's value and its tolerance
-    band, coloured by the mean's verdict (green passed, red failed, blue better, olive
-    inconclusive). The set's configurations outside Table 3 (a user's model, `claims --add`)
+    """Table 3 as a forest plot: fold values, observed mean, the paper's value and the tolerance
+    band its mean claim was judged with (the verdict's details 'low'-'high', so band and verdict
+    agree; none for a verdict without one), coloured by the mean's verdict (green passed, red
+    failed, blue better). The set's configurations outside Table 3 (a user's model, `claims --add`)
     follow below a line, without a paper value. None without any configuration in the set."""
     expect = _table3_expectations(results)
     rs = ctx.results
@@ -93,11 +91,12 @@ def forest_plot(results: list[ClaimResult], ctx: Context, path: Path) -> Path | 
                     ax.plot([vals.mean()], [y], "o", color="black", ms=5, zorder=3)
                 exp = expect.get((model, method, dataset, metric))
                 if exp:
-                    delta = st.equivalence_margin(exp[1], exp[2], max(vals.size, 1))
-                    seen.add(exp[3])
-                    ax.plot([exp[0] - delta, exp[0] + delta], [y, y], lw=6, alpha=0.35,
-                            color=VERDICT_COLOURS[exp[3]], solid_capstyle="butt", zorder=1)  # fmt: skip
-                    ax.plot([exp[0]], [y], "|", color="tab:purple", ms=12, mew=2, zorder=4)
+                    paper, band, status = exp
+                    if band is not None:
+                        seen.add(status)
+                        ax.plot(band, [y, y], lw=6, alpha=0.35, color=VERDICT_COLOURS[status],
+                                solid_capstyle="butt", zorder=1)  # fmt: skip
+                    ax.plot([paper], [y], "|", color="tab:purple", ms=12, mew=2, zorder=4)
             ax.set_title(f"{dataset}: {'balanced accuracy' if row == 0 else 'AUROC'}")
             ax.grid(axis="x", alpha=0.3)
             for sep in separators:
@@ -122,7 +121,12 @@ STRATEGY_COLOURS = {"end_to_end": "tab:blue", "linear_probe": "0.55", "lora": "t
 
 
 def mean_roc(is_atypical_by_fold, prob_by_fold) -> tuple[np.ndarray, float]:
-    """The fold-averaged ROC curve (TPR on FPR_GRID, atypical = positive) and the mean AUROC."""
+    """The fold-averaged ROC curve and the mean AUROC (atypical = positive).
+
+    is_atypical_by_fold, prob_by_fold: one 1-D array per fold (bool labels, float
+    prob_atypical; a fold's two arrays of one length, both classes present). Returns the TPR
+    interpolated on FPR_GRID and averaged over folds, float64 of shape (len(FPR_GRID),) with
+    TPR[0] = 0, and the mean of the folds' AUROCs (the paper's Figure 2)."""
     from sklearn.metrics import roc_curve
 
     tprs, aucs = [], []

@@ -105,6 +105,14 @@ def _img_html(name: str, pngs: dict) -> str:
 
 
 def blocks_html(blocks: list[tuple], pngs: dict) -> list[str]:
+    """HTML elements of report blocks, one str each (inline markdown turned into tags).
+
+    Blocks are format-neutral tuples (made by `summary_blocks`, `table3_blocks`,
+    `analyses_blocks`, `precision_blocks`): ("h2" | "h3" | "p", text) a heading or paragraph
+    (text with inline markdown); ("table", head, rows) head a list of str, rows lists of cells,
+    each a str or a `Marked` (text with verdict marks); ("figure", name) a FIGURES name, embedded
+    when `pngs` (name -> PNG bytes) has it, else an empty string; Marked marks become text
+    badges."""
     out = []
     for kind, *rest in blocks:
         if kind in ("h2", "h3"):

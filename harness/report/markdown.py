@@ -43,6 +43,14 @@ def _cell_md(cell) -> str:
 
 
 def blocks_md(blocks: list[tuple], plots: dict) -> list[str]:
+    """Markdown lines of report blocks (a blank line after each).
+
+    Blocks are format-neutral tuples (made by `summary_blocks`, `table3_blocks`,
+    `analyses_blocks`, `precision_blocks`): ("h2" | "h3" | "p", text) a heading or paragraph
+    (text with inline markdown); ("table", head, rows) head a list of str, rows lists of cells,
+    each a str or a `Marked` (text with verdict marks); ("figure", name) a FIGURES name, shown
+    when `plots` (name -> image file name beside the report) has it, else left out; Marked marks
+    become verdict icons."""
     out: list[str] = []
     for kind, *rest in blocks:
         if kind in ("h2", "h3"):

@@ -345,8 +345,10 @@ def table3_blocks(items: list[ClaimResult], ctx: Context | None = None) -> list[
     then the set's configurations outside Table 3 (the paper column '—')."""
     cells = {}
     for r in items:
-        p = r.claim.params
-        cells[(p["model"], p["method"], p["dataset"], p["metric"], p["stat"])] = r
+        if r.claim.kind != "table_cell":
+            continue
+        p = r.claim.args  # typed: `stat` defaults to the mean, model names canonical
+        cells[(p.model, p.method, p.dataset, p.metric, p.stat)] = r
     head = ["Configuration"] + [f"{d} {m}" for d in TEST_SETS for m in ("BA", "AUROC")]
     rows = []
     for config in TABLE3_CONFIGS:
@@ -359,7 +361,7 @@ def table3_blocks(items: list[ClaimResult], ctx: Context | None = None) -> list[
                 if not m or not s:
                     row.append("–")
                     continue
-                paper = f"{m.claim.expected:.4f} ± {s.claim.expected:.4f}"
+                paper = f"{float(m.claim.expected):.4f} ± {float(s.claim.expected):.4f}"
                 if m.status == st.NOT_RUN:
                     row.append(f"{paper} → not run")
                     continue

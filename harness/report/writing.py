@@ -73,15 +73,16 @@ def _format_text(
 def render(
     results: list[ClaimResult], ctx: Context, fmt: str = "md", out: Path | None = None
 ) -> str:
-    """The report text in one format; with `out`, also writes it and (md/html) its figures
-    beside it (md links them, html embeds them)."""
+    """The report text in one format; with `out`, also writes it. md with `out` draws its figures
+    beside the file, as <stem>-<name>.png, and links them; html embeds its figures, drawn in a
+    temporary folder, so that `out` is the only file written. ValueError for an unknown format."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r} ({', '.join(FORMATS)})")
     analyses = prediction_analyses(ctx) if fmt in DEFAULT_FORMATS else None
     with tempfile.TemporaryDirectory() as tmp:
         figures = {}
         if fmt == "html" or (fmt == "md" and out is not None):
-            folder, stem = (out.parent, out.stem) if out is not None else (Path(tmp), "r")
+            folder, stem = (out.parent, out.stem) if fmt == "md" else (Path(tmp), "r")
             figures = draw_figures(results, ctx, analyses, folder, stem)
         text = _format_text(fmt, results, ctx, analyses, figures)
     if out is not None:
