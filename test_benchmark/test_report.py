@@ -15,6 +15,7 @@ import yaml
 from harness import claims as cl
 from harness import report
 from harness import stats as st
+from harness.claimkinds import cells
 from harness.results import METHODS, ResultsError
 
 NOT_RUN = cl.Verdict(st.NOT_RUN, reason="not judged here")
@@ -309,7 +310,7 @@ def test_a_significance_claim_names_the_higher_strategy_in_the_claims_words(high
     expected = {"significant": True, "higher": higher}
     text = report.format_expected(cl.ClaimResult(replace(claim, expected=expected), NOT_RUN))
     assert "None" not in text and text.startswith("significant (p < 0.05)")
-    assert text.endswith(f"; {cl.METHOD_WORDS[higher]} higher" if higher else "(p < 0.05)")
+    assert text.endswith(f"; {cells.METHOD_WORDS[higher]} higher" if higher else "(p < 0.05)")
 
 
 @pytest.mark.parametrize("fmt", ["md", "html"])

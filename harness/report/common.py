@@ -12,8 +12,8 @@ import numpy as np
 
 from harness import PAPER, __version__
 from harness import stats as st
+from harness.claimkinds.cells import METHOD_WORDS
 from harness.claims import (
-    METHOD_WORDS,
     ClaimResult,
     Context,
     config_label,
