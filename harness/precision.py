@@ -11,8 +11,9 @@ model, method, tier, data, hyperparameters, folds, subset, image size and transf
 A results set (harness.export) holds the faithful run of a configuration as its rows; the fast
 runs of the same configuration travel with it in `results.FAST_FILE` (one `variant`,
 '<preset>/<precision>', per run), described in manifest.json `fast_configs`. The report
-(harness.report) compares them (`comparison_rows`) and judges the claims a second time with the
-fast rows in place of the faithful ones (`precision_check`).
+(harness.report.sections.precision_check) shows `set_comparison` and judges the claims a second
+time on `variant_set`, the fast rows in place of the faithful ones: judging claims is the report's
+step, not this module's (which the export, one step earlier, uses).
 """
 
 from __future__ import annotations
@@ -199,51 +200,6 @@ def variant_set(rs: ResultsSet, name: str) -> ResultsSet:
     swap = {(r.model, r.method, r.dataset, r.fold): r for r in rs.fast[name]}
     rows = tuple(swap.get((r.model, r.method, r.dataset, r.fold), r) for r in rs.rows)
     return replace(rs, name=f"{rs.name} ({name})", rows=rows, predictions=None, fast={})
-
-
-def precision_check(ctx, results) -> dict[str, Any]:
-    """The report's faithful-vs-fast section as plain data: {"available": False} for a set
-    without fast runs; else {"available": True, "rows": `set_comparison`, "variants": [{"variant",
-    "changes": the `report.compare` rows whose verdict differs (old: faithful, new: fast)}]}.
-    The claims are judged again (claims.evaluate_all) on `variant_set` for each fast variant;
-    `results` are the faithful set's verdicts. Kept in ctx.cache (the formats share it)."""
-    rs = ctx.results if ctx is not None else None
-    if rs is None or not rs.fast:
-        return {"available": False}
-    if "precision_check" in ctx.cache:
-        return ctx.cache["precision_check"]
-    from harness.claims import Context, evaluate_all
-    from harness.report import compare
-
-    claims = [r.claim for r in results]
-    variants = []
-    for name in sorted(rs.fast):
-        cache = {k: v for k, v in ctx.cache.items() if k == "archfacts"}
-        fast_ctx = Context(variant_set(rs, name), ctx.data_root, ctx.weights_dir, ctx.data_hint,
-                           cache)  # fmt: skip
-        changed = [
-            row
-            for row in compare(evaluate_all(claims, fast_ctx), results)
-            if row["old"] != row["new"]
-        ]
-        variants.append({"variant": name, "changes": changed})
-    out = {"available": True, "rows": set_comparison(rs), "variants": variants}
-    ctx.cache["precision_check"] = out
-    return out
-
-
-def summary_line(check: Mapping[str, Any]) -> str:
-    """The terminal summary's line for a `precision_check`: the verdicts each fast variant
-    changes, or that it changes none."""
-    parts = []
-    for v in check["variants"]:
-        if not v["changes"]:
-            parts.append(f"{v['variant']}: no verdict changes")
-            continue
-        listed = ", ".join(f"{c['id']} {c['old']} -> {c['new']}" for c in v["changes"][:5])
-        more = f" and {len(v['changes']) - 5} more" if len(v["changes"]) > 5 else ""
-        parts.append(f"{v['variant']}: {len(v['changes'])} verdict(s) change ({listed}{more})")
-    return "faithful vs fast precision: " + "; ".join(parts)
 
 
 def comparison_md(rows: list[dict[str, Any]]) -> str:

@@ -209,3 +209,19 @@ def test_judging_the_paper_set_imports_no_deep_learning_library(tmp_path):
     done = subprocess.run(cli_run, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "0 []", done.stdout
+
+
+def test_the_steps_before_the_claims_do_not_import_them():
+    """Data flows one way (dataset -> split -> model -> trainer -> store -> results -> claims ->
+    report): importing the earlier steps loads no claim, kind, what-if or report module."""
+    earlier = ["data", "splits", "models", "trainer", "runner", "store", "export", "precision",
+               "results", "taskdata", "launch"]  # fmt: skip
+    probe = (
+        "import importlib, sys; "
+        + "; ".join(f"importlib.import_module('harness.{m}')" for m in earlier)
+        + "; print(sorted(m for m in sys.modules if m.startswith(('harness.claims', "
+        "'harness.claimkinds', 'harness.report', 'harness.whatif'))))"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]", done.stdout

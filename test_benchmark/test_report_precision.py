@@ -70,7 +70,7 @@ def test_a_verdict_the_fast_rows_flip_is_named_with_both_verdicts(tmp_path, clai
     by_id = {r.claim.id: r for r in results}
     flipped = "table3.efficientnetv2.baseline.amibr.bacc.mean"
     assert by_id[flipped].status == "passed"  # the paper's own numbers
-    check = precision.precision_check(ctx, results)
+    check = report.precision_check(ctx, results)
     (variant,) = check["variants"]
     changes = {c["id"]: c for c in variant["changes"]}
     assert variant["variant"] == "paper/bf16" and changes[flipped]["new"] == "failed"

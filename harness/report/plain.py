@@ -7,7 +7,6 @@ from collections import Counter
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
-from harness import precision
 from harness import stats as st
 from harness.claims import (
     ClaimResult,
@@ -27,6 +26,8 @@ from harness.report.common import (
     tally,
 )
 from harness.report.sections import (
+    precision_check,
+    precision_summary_line,
     prediction_analyses,
 )
 
@@ -137,9 +138,9 @@ def to_summary(results: list[ClaimResult], ctx: Context, written: list[Path] = (
         out += [f"  {r.claim.id}: {cell_text(r)}" for r in items[:SUMMARY_LISTED]]
         if len(items) > SUMMARY_LISTED:
             out.append(f"  ... {len(items) - SUMMARY_LISTED} more in the full report")
-    check = precision.precision_check(ctx, results)
+    check = precision_check(ctx, results)
     if check["available"]:
-        out += ["", precision.summary_line(check)]
+        out += ["", precision_summary_line(check)]
     if written:
         out += ["", "full report:", *(f"  {p}" for p in written)]
     return "\n".join(out) + "\n"
@@ -158,6 +159,6 @@ def to_json(
         **report_header(results, ctx),
         "claims": [result_dict(r) for r in results],
         "analyses": jsonable(analyses),
-        "faithful_vs_fast": jsonable(precision.precision_check(ctx, results)),
+        "faithful_vs_fast": jsonable(precision_check(ctx, results)),
     }
     return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"

@@ -4,7 +4,9 @@ harness.experts), the faithful-vs-fast precision comparison (harness.precision).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from harness import analysis, paths, precision
 from harness import stats as st
@@ -14,6 +16,7 @@ from harness.claims import (
     Context,
     config_label,
     count_statuses,
+    evaluate_all,
     extra_configs,
     split_config,
 )
@@ -264,11 +267,55 @@ def analyses_blocks(an: dict) -> list[tuple]:
     return blocks
 
 
+def precision_check(ctx, results) -> dict[str, Any]:
+    """The report's faithful-vs-fast section as plain data: {"available": False} for a set
+    without fast runs; else {"available": True, "rows": `precision.set_comparison`, "variants": [{"variant",
+    "changes": the `report.compare` rows whose verdict differs (old: faithful, new: fast)}]}.
+    The claims are judged again (claims.evaluate_all) on `precision.variant_set` for each fast variant;
+    `results` are the faithful set's verdicts. Kept in ctx.cache (the formats share it)."""
+    rs = ctx.results if ctx is not None else None
+    if rs is None or not rs.fast:
+        return {"available": False}
+    if "precision_check" in ctx.cache:
+        return ctx.cache["precision_check"]
+    from harness.report.compare import compare  # compare -> writing -> sections: imported late
+
+    claims = [r.claim for r in results]
+    variants = []
+    for name in sorted(rs.fast):
+        cache = {k: v for k, v in ctx.cache.items() if k == "archfacts"}
+        fast_ctx = Context(precision.variant_set(rs, name), ctx.data_root, ctx.weights_dir, ctx.data_hint,
+                           cache)  # fmt: skip
+        changed = [
+            row
+            for row in compare(evaluate_all(claims, fast_ctx), results)
+            if row["old"] != row["new"]
+        ]
+        variants.append({"variant": name, "changes": changed})
+    out = {"available": True, "rows": precision.set_comparison(rs), "variants": variants}
+    ctx.cache["precision_check"] = out
+    return out
+
+
+def precision_summary_line(check: Mapping[str, Any]) -> str:
+    """The terminal summary's line for a `precision_check`: the verdicts each fast variant
+    changes, or that it changes none."""
+    parts = []
+    for v in check["variants"]:
+        if not v["changes"]:
+            parts.append(f"{v['variant']}: no verdict changes")
+            continue
+        listed = ", ".join(f"{c['id']} {c['old']} -> {c['new']}" for c in v["changes"][:5])
+        more = f" and {len(v['changes']) - 5} more" if len(v["changes"]) > 5 else ""
+        parts.append(f"{v['variant']}: {len(v['changes'])} verdict(s) change ({listed}{more})")
+    return "faithful vs fast precision: " + "; ".join(parts)
+
+
 def precision_blocks(results: list[ClaimResult], ctx: Context) -> list[tuple]:
     """The faithful-vs-fast section for a set that carries fast runs (results.FAST_FILE; none
     otherwise): their numbers side by side, then each claim whose verdict the fast rows change
-    (`precision.precision_check`, the `compare` of --against), or "no verdict changes"."""
-    check = precision.precision_check(ctx, results)
+    (`precision_check`, the `compare` of --against), or "no verdict changes"."""
+    check = precision_check(ctx, results)
     if not check["available"]:
         return []
     blocks: list[tuple] = [
