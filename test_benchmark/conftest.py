@@ -50,3 +50,14 @@ def synth_task(synth_root, tmp_path_factory):
     mp.setenv(paths.CACHE_ENV, str(tmp_path_factory.mktemp("cache")))
     yield taskdata.load_task(synth_root, "synthetic")
     mp.undo()
+
+
+@pytest.fixture()
+def quick_registry(monkeypatch):
+    """The claim registry without the architecture claims (they build models on the meta device
+    and read no results set), as `amibr-bench claims` loads it in this test."""
+    from harness import claims, report
+
+    registry = [c for c in claims.load_claims() if c.needs != "architecture"]
+    monkeypatch.setattr(report.command, "load_claims", lambda: registry)
+    return registry

@@ -7,7 +7,6 @@ their verdicts are tested in test_claims_engine.py, so these runs judge the rest
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import json
 import re
@@ -15,30 +14,12 @@ import subprocess
 import sys
 
 import pytest
+from helpers import claims, paper_rows
 
 from harness import claims as cl
 from harness import cli, report
 from harness import stats as st
-from harness.results import PAPER_SET, write_results_set
-
-
-@pytest.fixture()
-def quick_registry(monkeypatch):
-    """The registry without the architecture claims (the exit code does not depend on them)."""
-    claims = [c for c in cl.load_claims() if c.needs != "architecture"]
-    monkeypatch.setattr(report.command, "load_claims", lambda: claims)
-    return claims
-
-
-def paper_rows() -> list[dict]:
-    with open(PAPER_SET / "fold_metrics.csv", newline="") as fh:
-        return list(csv.DictReader(fh))
-
-
-def claims(capsys, *argv: str) -> tuple[int, str, str]:
-    code = cli.main(["claims", *argv])
-    out = capsys.readouterr()
-    return code, out.out, out.err
+from harness.results import write_results_set
 
 
 def test_the_help_states_the_exit_codes(capsys):

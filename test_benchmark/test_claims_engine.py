@@ -6,7 +6,6 @@ that cell decides change verdict (a claims suite that cannot fail is worthless).
 
 from __future__ import annotations
 
-import csv
 import json
 import sys
 import types
@@ -14,17 +13,13 @@ import types
 import numpy as np
 import pytest
 import yaml
+from helpers import paper_rows
 
 from harness import claims as cl
 from harness import stats as st
 from harness.claimkinds import cells
 from harness.claimkinds.base import RESULTS_NEEDS
-from harness.results import PAPER_SET, write_results_set
-
-
-def paper_rows() -> list[dict]:
-    with open(PAPER_SET / "fold_metrics.csv", newline="") as fh:
-        return list(csv.DictReader(fh))
+from harness.results import write_results_set
 
 
 def make_set(tmp_path, rows, predictions=None, manifest=None, name="test"):

@@ -5,7 +5,6 @@ smoke or synthetic run "not run"."""
 
 from __future__ import annotations
 
-import csv
 import json
 import re
 from dataclasses import replace
@@ -13,6 +12,7 @@ from datetime import datetime
 
 import numpy as np
 import pytest
+from helpers import paper_rows
 from matplotlib.figure import Figure
 from PIL import Image
 
@@ -22,7 +22,7 @@ from harness import claims as cl
 from harness import stats as st
 from harness.claims import load_deviations
 from harness.report_screenshot import html_problems, is_emoji
-from harness.results import PAPER_SET, load_results_set, write_results_set
+from harness.results import load_results_set, write_results_set
 
 NEEDS_RESULTS = ("results", "predictions", "run")
 PROVENANCE = {"harness_version": "9.9.9", "torch": "2.14.1", "device": "cpu (x86_64)"}
@@ -38,11 +38,6 @@ def few_claims() -> list[cl.Claim]:
     where the report goes, not of what it says."""
     keep = ("table3.uni.", "s5.amibr.lp-range", "smoke.")
     return [c for c in fast_claims() if c.id.startswith(keep)]
-
-
-def paper_rows() -> list[dict]:
-    with open(PAPER_SET / "fold_metrics.csv", newline="") as fh:
-        return list(csv.DictReader(fh))
 
 
 def prediction_set(folder, *, name="tiny", tier="smoke", data="synthetic", provenance=None):

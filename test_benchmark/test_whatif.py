@@ -4,19 +4,18 @@ report (Table 3 view, forest plot, ROC curves)."""
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import json
 from collections import defaultdict
 
 import numpy as np
 import pytest
+from helpers import claims, paper_rows
 
 from harness import claims as cl
 from harness import cli, report, whatif
 from harness import stats as st
 from harness.results import (
-    PAPER_SET,
     TEST_SETS,
     ResultsError,
     load_results_set,
@@ -26,19 +25,6 @@ from harness.results import (
 
 USER = "MyFM"
 METRICS = ("balanced_accuracy", "auroc")
-
-
-@pytest.fixture()
-def quick_registry(monkeypatch):
-    """The registry without the architecture claims (they read no results set)."""
-    claims = [c for c in cl.load_claims() if c.needs != "architecture"]
-    monkeypatch.setattr(report.command, "load_claims", lambda: claims)
-    return claims
-
-
-def paper_rows() -> list[dict]:
-    with open(PAPER_SET / "fold_metrics.csv", newline="") as fh:
-        return list(csv.DictReader(fh))
 
 
 def declared(*methods: str, model: str = USER) -> dict:
@@ -77,12 +63,6 @@ def user_rows(shift: float) -> list[dict]:
 def user_set(tmp_path, shift: float, name: str = "mine"):
     manifest = {"name": name, "tier": "full", "configs": declared("linear_probe", "lora")}
     return write_results_set(tmp_path / name, user_rows(shift), manifest=manifest)
-
-
-def claims(capsys, *argv: str) -> tuple[int, str, str]:
-    code = cli.main(["claims", *argv])
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def changed(doc: dict) -> dict[str, dict]:
