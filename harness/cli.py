@@ -572,18 +572,8 @@ def main(argv: list[str] | None = None) -> int:
         if os.environ.get("AMIBR_DEBUG"):
             raise
         prog = exc.prog if isinstance(exc, UsageError) else "amibr-bench"
-        print(f"{prog}: {one_line(exc)}", file=sys.stderr)
+        print(f"{prog}: {paths.one_line(exc)}", file=sys.stderr)
         return 2
-
-
-def one_line(exc: BaseException) -> str:
-    """An error's message on one line: a message listing several problems on several lines
-    (a library's, or a long list) keeps every line, joined with '; '."""
-    text = ""
-    for line in (part.strip() for part in str(exc).splitlines()):
-        if line:
-            text += line if not text else (" " if text.endswith(":") else "; ") + line
-    return text
 
 
 if __name__ == "__main__":

@@ -40,6 +40,16 @@ class MissingInputError(InputError):
     """An input the user must supply (data, weights, results) is absent; the message says what."""
 
 
+def one_line(exc: BaseException | str) -> str:
+    """An error's message on one line: a message listing several problems on several lines
+    (a library's, or a long list) keeps every line, joined with '; '."""
+    text = ""
+    for line in (part.strip() for part in str(exc).splitlines()):
+        if line:
+            text += line if not text else (" " if text.endswith(":") else "; ") + line
+    return text
+
+
 class RunFailed(RuntimeError):
     """A run stopped for a reason its one-line message explains and the user can act on (e.g.
     non-finite numbers: another preset, precision or learning rate). Not bad input and not a

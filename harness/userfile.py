@@ -36,7 +36,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from harness import registry
-from harness.paths import MODELS_ENV, InputError, MissingInputError
+from harness.paths import MODELS_ENV, InputError, MissingInputError, one_line
 
 # timm.create_model arguments a models file may not set: weights come from `weights`, loaded
 # strictly, and every model gets the harness's one-logit head (num_classes=0 at build time).
@@ -132,10 +132,6 @@ def _describe(error: dict, raw: Any) -> str:
     return f"{where}field {field!r}: {error['msg']} (got {error.get('input')!r})"
 
 
-def _one_line(text: str) -> str:
-    return " ".join(str(text).split())
-
-
 # --- loading -------------------------------------------------------------------------------------
 
 
@@ -147,7 +143,7 @@ def read_models_file(path: str | os.PathLike) -> ModelsFile:
     try:
         raw = yaml.safe_load(file.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise ModelsFileError(f"{file}: not a readable YAML file ({_one_line(exc)})") from exc
+        raise ModelsFileError(f"{file}: not a readable YAML file ({one_line(exc)})") from exc
     if not isinstance(raw, dict):
         raise ModelsFileError(f"{file}: must hold a mapping with a 'models' list (see --help)")
     try:
@@ -256,7 +252,7 @@ def _checked(spec: registry.ModelSpec, entry: UserModel, where: str) -> registry
     except Exception as exc:  # noqa: BLE001 - timm refusing the user's arguments is bad input
         raise ModelsFileError(
             f"{where}: field 'model_args': timm cannot build {spec.arch} with {args} "
-            f"({type(exc).__name__}: {_one_line(exc)})"
+            f"({type(exc).__name__}: {one_line(exc)})"
         ) from exc
     size = spec.img_size or int((model.pretrained_cfg or {}).get("input_size", (3, 224, 224))[-1])
     spec = replace(spec, img_size=size)
@@ -277,7 +273,7 @@ def _checked(spec: registry.ModelSpec, entry: UserModel, where: str) -> registry
     except Exception as exc:  # noqa: BLE001 - e.g. an input size the architecture refuses
         raise ModelsFileError(
             f"{where}: field 'img_size': {spec.arch} cannot embed a {size}x{size} image "
-            f"({type(exc).__name__}: {_one_line(exc)})"
+            f"({type(exc).__name__}: {one_line(exc)})"
         ) from exc
     if "lora" in spec.methods:
         targets = spec.lora_targets or registry.LORA_TARGETS
