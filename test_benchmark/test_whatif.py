@@ -420,3 +420,23 @@ def test_a_merged_set_describes_no_fast_runs_it_does_not_carry(tmp_path):
     merged = merge_results_sets(base, load_results_set(folder))
     assert not merged.fast
     assert not {"fast_configs", "stale", "files", "counters"} & set(merged.manifest)
+
+
+@pytest.mark.parametrize("method", ["linear_probe", "lora", "end_to_end"])
+def test_a_model_with_one_strategy_joins_the_groups_without_an_error(tmp_path, method):
+    """A user's model trained one way only: Table 4's Wilcoxon pairs only models with both
+    strategies (still 35 pairs), the "LoRA beats linear probing" dominance leaves it out, and no
+    claim ends as an evaluator error."""
+    rows = [{**r, "method": method} for r in user_rows(0.03) if r["method"] == "lora"]
+    folder = write_results_set(tmp_path / "one", rows, manifest={"configs": declared(method)})
+    merged = merge_results_sets(load_results_set("paper"), load_results_set(folder))
+    results = cl.evaluate_all(
+        [c for c in cl.load_claims() if c.needs == "results"], cl.Context(merged)
+    )
+    assert not [r.claim.id for r in results if r.evaluator_error]
+    wilcoxon = [
+        r for r in results if r.claim.kind == "significance" and r.claim.args.test == "wilcoxon"
+    ]
+    assert wilcoxon and all(r.verdict.details["n_x"] == 35 for r in wilcoxon)
+    maxima = [r for r in results if r.claim.kind == "maximum" and r.claim.args.among == "all"]
+    assert maxima and all(USER in str(r.verdict.observed) for r in maxima)  # it competes
